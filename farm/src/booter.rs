@@ -1,0 +1,1 @@
+//! booter (placeholder, filled in by its own change).

@@ -1,0 +1,3 @@
+//! `make demo` (placeholder while the driver is wired).
+pub mod driver;
+pub mod trace;

@@ -1,0 +1,1 @@
+//! jenkins (placeholder, filled in by its own change).

@@ -1,0 +1,2 @@
+//! `longshore-farm` command line (being wired).
+fn main() {}

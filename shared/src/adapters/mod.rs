@@ -1,0 +1,4 @@
+//! Real implementations of the [`crate::ports`]: AWS through the SDK, Jenkins through its REST API.
+
+pub mod aws;
+pub mod jenkins;

@@ -1,0 +1,1 @@
+//! Jenkins label expressions (placeholder).
