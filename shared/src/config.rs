@@ -47,7 +47,9 @@ impl<S: Source> Settings<S> {
 
     /// A setting that may be absent; blank counts as absent.
     pub fn optional(&self, name: &'static str) -> Option<String> {
-        self.source.get(name).filter(|value| !value.trim().is_empty())
+        self.source
+            .get(name)
+            .filter(|value| !value.trim().is_empty())
     }
 
     /// A boolean flag: `true`/`false`/`1`/`0`/`yes`/`no`, case-insensitive; absent is `default`.

@@ -31,7 +31,9 @@ pub enum JenkinsError {
         status: u16,
         snippet: String,
     },
-    #[error("{url} answered {content_type:?} instead of JSON (a login page or a proxy?): {snippet}")]
+    #[error(
+        "{url} answered {content_type:?} instead of JSON (a login page or a proxy?): {snippet}"
+    )]
     NotJson {
         url: String,
         content_type: String,

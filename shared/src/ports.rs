@@ -14,9 +14,17 @@ use crate::error::{AwsError, JenkinsError};
 pub trait Jenkins {
     fn queue(&self) -> impl Future<Output = Result<Queue, JenkinsError>> + Send;
     fn computers(&self) -> impl Future<Output = Result<ComputerSet, JenkinsError>> + Send;
-    fn create_inbound_agent(&self, agent: &NewAgent<'_>) -> impl Future<Output = Result<(), JenkinsError>> + Send;
-    fn agent_secret(&self, node: &str) -> impl Future<Output = Result<String, JenkinsError>> + Send;
-    fn toggle_offline(&self, node: &str, message: &str) -> impl Future<Output = Result<(), JenkinsError>> + Send;
+    fn create_inbound_agent(
+        &self,
+        agent: &NewAgent<'_>,
+    ) -> impl Future<Output = Result<(), JenkinsError>> + Send;
+    fn agent_secret(&self, node: &str)
+    -> impl Future<Output = Result<String, JenkinsError>> + Send;
+    fn toggle_offline(
+        &self,
+        node: &str,
+        message: &str,
+    ) -> impl Future<Output = Result<(), JenkinsError>> + Send;
     fn delete_node(&self, node: &str) -> impl Future<Output = Result<(), JenkinsError>> + Send;
 }
 
@@ -24,12 +32,19 @@ pub trait Jenkins {
 pub trait Fleet {
     fn launch(&self, spec: &LaunchSpec) -> impl Future<Output = Result<String, AwsError>> + Send;
     fn agents(&self) -> impl Future<Output = Result<Vec<AgentInstance>, AwsError>> + Send;
-    fn terminate(&self, ids: &[String]) -> impl Future<Output = Result<Vec<String>, AwsError>> + Send;
+    fn terminate(
+        &self,
+        ids: &[String],
+    ) -> impl Future<Output = Result<Vec<String>, AwsError>> + Send;
 }
 
 /// Where agent secrets are kept for the instances to fetch.
 pub trait Secrets {
-    fn put_secret(&self, path: &str, secret: &str) -> impl Future<Output = Result<(), AwsError>> + Send;
+    fn put_secret(
+        &self,
+        path: &str,
+        secret: &str,
+    ) -> impl Future<Output = Result<(), AwsError>> + Send;
     fn delete_secret(&self, path: &str) -> impl Future<Output = Result<(), AwsError>> + Send;
 }
 
@@ -72,5 +87,108 @@ impl Secrets for SsmSecrets {
     }
     async fn delete_secret(&self, path: &str) -> Result<(), AwsError> {
         SsmSecrets::delete_secret(self, path).await
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// config-resolver (`Custom::JenkinsConfig`): the lookups it makes at deploy time, where it
+// stores what it renders, and how it answers CloudFormation.
+// ---------------------------------------------------------------------------------------------
+
+/// Read-only lookups that turn the custom resource's properties into facts.
+pub trait Lookups {
+    /// The physical ID of a resource of another stack; `None` when there is none.
+    fn stack_resource(
+        &self,
+        stack: &str,
+        logical_id: &str,
+    ) -> impl Future<Output = Result<Option<String>, AwsError>> + Send;
+    /// The subnets among `ids` that exist.
+    fn subnets(
+        &self,
+        ids: &[String],
+    ) -> impl Future<Output = Result<Vec<crate::domain::custom_resource::SubnetFact>, AwsError>> + Send;
+    /// The security groups among `ids` that exist.
+    fn security_groups(
+        &self,
+        ids: &[String],
+    ) -> impl Future<Output = Result<Vec<crate::domain::custom_resource::SecurityGroupFact>, AwsError>>
+    + Send;
+    /// The instance profile's ARN; `None` when it does not exist.
+    fn instance_profile_arn(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<String>, AwsError>> + Send;
+    /// Whether the launch template exists.
+    fn launch_template_exists(&self, id: &str) -> impl Future<Output = Result<bool, AwsError>> + Send;
+    /// The `(instance type, zone)` pairs EC2 offers among `types` × `zones`.
+    fn offerings(
+        &self,
+        types: &[String],
+        zones: &[String],
+    ) -> impl Future<Output = Result<Vec<(String, String)>, AwsError>> + Send;
+}
+
+/// Where rendered configuration is stored (SSM String parameters).
+pub trait Params {
+    /// Writes a parameter; returns its new version.
+    fn put(&self, name: &str, value: &str) -> impl Future<Output = Result<i64, AwsError>> + Send;
+    /// Reads a parameter; `None` when absent.
+    fn get(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<crate::adapters::aws::ssm::StoredParameter>, AwsError>> + Send;
+    /// Deletes everything under a path; returns the names deleted (none is fine).
+    fn delete_under(&self, path: &str) -> impl Future<Output = Result<Vec<String>, AwsError>> + Send;
+}
+
+/// Delivers a custom resource response to its pre-signed URL.
+pub trait CfnResponder {
+    fn respond(
+        &self,
+        url: &str,
+        body: &str,
+    ) -> impl Future<Output = Result<(), crate::adapters::cfn_response::ResponseError>> + Send;
+}
+
+impl Lookups for crate::adapters::aws::network::AwsLookups {
+    async fn stack_resource(&self, stack: &str, logical_id: &str) -> Result<Option<String>, AwsError> {
+        self.cfn.stack_resource(stack, logical_id).await
+    }
+    async fn subnets(&self, ids: &[String]) -> Result<Vec<crate::domain::custom_resource::SubnetFact>, AwsError> {
+        self.ec2.subnets(ids).await
+    }
+    async fn security_groups(
+        &self,
+        ids: &[String],
+    ) -> Result<Vec<crate::domain::custom_resource::SecurityGroupFact>, AwsError> {
+        self.ec2.security_groups(ids).await
+    }
+    async fn instance_profile_arn(&self, name: &str) -> Result<Option<String>, AwsError> {
+        self.iam.instance_profile_arn(name).await
+    }
+    async fn launch_template_exists(&self, id: &str) -> Result<bool, AwsError> {
+        self.ec2.launch_template_exists(id).await
+    }
+    async fn offerings(&self, types: &[String], zones: &[String]) -> Result<Vec<(String, String)>, AwsError> {
+        self.ec2.offerings(types, zones).await
+    }
+}
+
+impl Params for crate::adapters::aws::ssm::SsmParams {
+    async fn put(&self, name: &str, value: &str) -> Result<i64, AwsError> {
+        crate::adapters::aws::ssm::SsmParams::put(self, name, value).await
+    }
+    async fn get(&self, name: &str) -> Result<Option<crate::adapters::aws::ssm::StoredParameter>, AwsError> {
+        crate::adapters::aws::ssm::SsmParams::get(self, name).await
+    }
+    async fn delete_under(&self, path: &str) -> Result<Vec<String>, AwsError> {
+        crate::adapters::aws::ssm::SsmParams::delete_under(self, path).await
+    }
+}
+
+impl CfnResponder for crate::adapters::cfn_response::HttpResponder {
+    async fn respond(&self, url: &str, body: &str) -> Result<(), crate::adapters::cfn_response::ResponseError> {
+        self.put(url, body).await
     }
 }

@@ -88,3 +88,92 @@ pub fn workspace_root() -> PathBuf {
 pub fn venv_dir() -> PathBuf {
     longshore_farm::moto::venv_dir()
 }
+
+/// A scratch directory under the system temp dir, removed (best effort) when dropped.
+#[derive(Debug)]
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    /// A new, empty directory named after `prefix`, this process and a counter.
+    pub fn new(prefix: &str) -> std::io::Result<TempDir> {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("{prefix}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)?;
+        Ok(TempDir(dir))
+    }
+
+    /// Its path.
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// What a test agent instance carries: its master and the rendered user data (or none, or
+/// anything else for the malformed cases).
+#[derive(Debug, Clone)]
+pub struct AgentLaunch<'a> {
+    /// `longshore:stack`.
+    pub stack: &'a str,
+    /// `longshore:master`.
+    pub master: &'a str,
+    /// `longshore:master-url`.
+    pub master_url: &'a str,
+    /// `longshore:label`.
+    pub label: &'a str,
+    /// User data text (base64-encoded here, as the EC2 API wants it); `None` launches without.
+    pub user_data: Option<&'a [u8]>,
+    /// How many instances (RunInstances MinCount = MaxCount).
+    pub count: i32,
+}
+
+/// Launches agent instances into moto the way the scaler does (tags on the instance), and
+/// returns their ids.
+pub async fn launch_agents(ec2: &aws_sdk_ec2::Client, launch: &AgentLaunch<'_>) -> Vec<String> {
+    use aws_sdk_ec2::types::{InstanceType, ResourceType, Tag, TagSpecification};
+    use base64::Engine as _;
+    let tag = |k: &str, v: &str| Tag::builder().key(k).value(v).build();
+    let mut call = ec2
+        .run_instances()
+        .image_id("ami-12c6146b")
+        .instance_type(InstanceType::T3Medium)
+        .min_count(launch.count)
+        .max_count(launch.count)
+        .tag_specifications(
+            TagSpecification::builder()
+                .resource_type(ResourceType::Instance)
+                .tags(tag("longshore:stack", launch.stack))
+                .tags(tag("longshore:master", launch.master))
+                .tags(tag("longshore:master-url", launch.master_url))
+                .tags(tag("longshore:label", launch.label))
+                .build(),
+        );
+    if let Some(data) = launch.user_data {
+        call = call.user_data(base64::engine::general_purpose::STANDARD.encode(data));
+    }
+    let out = call.send().await.expect("RunInstances");
+    out.instances()
+        .iter()
+        .filter_map(|i| i.instance_id().map(str::to_string))
+        .collect()
+}
+
+/// Writes an agent's secret where the scaler does (`/longshore/<stack>/agents/<id>`).
+pub async fn put_agent_secret(ssm: &aws_sdk_ssm::Client, stack: &str, instance_id: &str, secret: &str) {
+    ssm.put_parameter()
+        .name(format!("/longshore/{stack}/agents/{instance_id}"))
+        .value(secret)
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .overwrite(true)
+        .send()
+        .await
+        .expect("PutParameter");
+}

@@ -103,6 +103,7 @@ fn helper_hold_moto_until_killed() {
         return;
     }
     let server = MotoServer::start().expect("start");
+    // libtest prints "test <name> ... " on the same line first: the reader splits on the marker.
     println!("LONGSHORE_MOTO_PID={}", server.pid());
     std::thread::sleep(Duration::from_secs(60));
 }
@@ -118,7 +119,7 @@ fn server_dies_with_its_killed_owner() {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(pid) = line.strip_prefix("LONGSHORE_MOTO_PID=") {
+            if let Some((_, pid)) = line.split_once("LONGSHORE_MOTO_PID=") {
                 let _ = tx.send(pid.trim().parse::<u32>().ok());
                 return;
             }
@@ -163,7 +164,7 @@ fn missing_venv_names_the_path_and_make_setup() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     let line = stdout
         .lines()
-        .find_map(|l| l.strip_prefix("LONGSHORE_ERROR="))
+        .find_map(|l| l.split_once("LONGSHORE_ERROR=").map(|(_, e)| e))
         .unwrap_or_else(|| panic!("no error line in {stdout}"));
     assert!(line.contains("/nonexistent/longshore-venv/bin/moto_server"), "{line}");
     assert!(line.contains("make setup"), "{line}");

@@ -95,7 +95,10 @@ impl Driver {
         };
         for index in 0..self.masters.len() {
             let master = self.masters[index].clone();
-            let (queue, computers) = match (master.client.queue().await, master.client.computers().await) {
+            let (queue, computers) = match (
+                master.client.queue().await,
+                master.client.computers().await,
+            ) {
                 (Ok(queue), Ok(computers)) => (queue, computers),
                 (Err(err), _) | (_, Err(err)) => {
                     // Fail safe: an unreadable master gets no launches and no retirements.
@@ -106,28 +109,43 @@ impl Driver {
             };
             let ours: Vec<&AgentInstance> = agents
                 .iter()
-                .filter(|agent| agent.master.as_deref() == Some(master.name.as_str()) && agent.state != AgentState::Gone)
+                .filter(|agent| {
+                    agent.master.as_deref() == Some(master.name.as_str())
+                        && agent.state != AgentState::Gone
+                })
                 .collect();
             self.scale_up(&master, &queue, &computers, &ours).await;
             self.retire_idle(&master, &computers, &ours).await;
         }
     }
 
-    async fn scale_up(&mut self, master: &Master, queue: &Queue, computers: &ComputerSet, ours: &[&AgentInstance]) {
+    async fn scale_up(
+        &mut self,
+        master: &Master,
+        queue: &Queue,
+        computers: &ComputerSet,
+        ours: &[&AgentInstance],
+    ) {
         let waiting = waiting_per_label(queue);
         for policy in self.policies.clone() {
             let demand = waiting.get(policy.label).copied().unwrap_or(0);
-            let of_label: Vec<&&AgentInstance> =
-                ours.iter().filter(|agent| agent.label.as_deref() == Some(policy.label)).collect();
+            let of_label: Vec<&&AgentInstance> = ours
+                .iter()
+                .filter(|agent| agent.label.as_deref() == Some(policy.label))
+                .collect();
             let supply: u32 = of_label
                 .iter()
                 .map(|agent| match computer_of(computers, &agent.id) {
-                    Some(computer) if !computer.offline => computer.num_executors - computer.busy_executors(),
+                    Some(computer) if !computer.offline => {
+                        computer.num_executors - computer.busy_executors()
+                    }
                     Some(computer) if computer.temporarily_offline => 0,
                     _ => policy.executors, // still booting: its executors are on the way
                 })
                 .sum();
-            let missing = demand.saturating_sub(supply as usize).div_ceil(policy.executors as usize);
+            let missing = demand
+                .saturating_sub(supply as usize)
+                .div_ceil(policy.executors as usize);
             let room = policy.cap.saturating_sub(of_label.len());
             for n in 0..missing.min(room) {
                 self.launch(master, &policy, n).await;
@@ -143,7 +161,10 @@ impl Driver {
             label: policy.label.to_string(),
             instance_type: policy.instance_type.to_string(),
             subnet_id: subnet,
-            client_token: format!("{}-{}-{}-{}-{}", self.stack, master.name, policy.label, self.tick, n),
+            client_token: format!(
+                "{}-{}-{}-{}-{}",
+                self.stack, master.name, policy.label, self.tick, n
+            ),
         };
         let id = match self.fleet.launch(&spec).await {
             Ok(id) => id,
@@ -166,7 +187,11 @@ impl Driver {
         }
         .await;
         match registered {
-            Ok(secret) => match self.secrets.put_secret(&agent_secret_path(&self.stack, &id), &secret).await {
+            Ok(secret) => match self
+                .secrets
+                .put_secret(&agent_secret_path(&self.stack, &id), &secret)
+                .await
+            {
                 Ok(()) => {
                     self.counts.launched += 1;
                     info!(master = %master.name, label = policy.label, instance = %id, "agent launched");
@@ -183,10 +208,17 @@ impl Driver {
         }
     }
 
-    async fn retire_idle(&mut self, master: &Master, computers: &ComputerSet, ours: &[&AgentInstance]) {
+    async fn retire_idle(
+        &mut self,
+        master: &Master,
+        computers: &ComputerSet,
+        ours: &[&AgentInstance],
+    ) {
         let now = Instant::now();
         for agent in ours {
-            let Some(computer) = computer_of(computers, &agent.id) else { continue };
+            let Some(computer) = computer_of(computers, &agent.id) else {
+                continue;
+            };
             if computer.offline || !computer.idle {
                 self.idle_since.remove(&agent.id);
                 continue;
@@ -200,7 +232,11 @@ impl Driver {
 
     /// Safe retirement: offline first, then check again that no build slipped in.
     async fn retire(&mut self, master: &Master, id: &str) {
-        if let Err(err) = master.client.toggle_offline(id, "longshore: idle, retiring").await {
+        if let Err(err) = master
+            .client
+            .toggle_offline(id, "longshore: idle, retiring")
+            .await
+        {
             warn!(instance = %id, error = %err, "cannot mark the agent offline; keeping it");
             self.counts.errors += 1;
             return;
@@ -217,8 +253,15 @@ impl Driver {
         }
         self.idle_since.remove(id);
         let removed = async {
-            master.client.delete_node(id).await.map_err(|err| err.to_string())?;
-            self.fleet.terminate(&[id.to_string()]).await.map_err(|err| err.to_string())?;
+            master
+                .client
+                .delete_node(id)
+                .await
+                .map_err(|err| err.to_string())?;
+            self.fleet
+                .terminate(&[id.to_string()])
+                .await
+                .map_err(|err| err.to_string())?;
             self.secrets
                 .delete_secret(&agent_secret_path(&self.stack, id))
                 .await
@@ -244,7 +287,9 @@ pub fn waiting_per_label(queue: &Queue) -> BTreeMap<String, usize> {
     for item in queue.items.iter().filter(|item| item.buildable) {
         match item.why.as_deref().map(queue_why::parse) {
             Some(Why::Label(label)) => *waiting.entry(label).or_insert(0) += 1,
-            Some(Why::Unknown) => warn!(item = item.id, why = ?item.why, "unknown queue text; not counted"),
+            Some(Why::Unknown) => {
+                warn!(item = item.id, why = ?item.why, "unknown queue text; not counted")
+            }
             _ => {}
         }
     }
@@ -252,5 +297,8 @@ pub fn waiting_per_label(queue: &Queue) -> BTreeMap<String, usize> {
 }
 
 fn computer_of<'a>(computers: &'a ComputerSet, name: &str) -> Option<&'a Computer> {
-    computers.computer.iter().find(|computer| computer.display_name == name)
+    computers
+        .computer
+        .iter()
+        .find(|computer| computer.display_name == name)
 }

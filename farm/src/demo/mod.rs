@@ -1,3 +1,3 @@
-//! `make demo` (placeholder while the driver is wired).
+//! `make demo` (being wired).
 pub mod driver;
 pub mod trace;

@@ -29,7 +29,11 @@ pub fn synthetic(seed: u64, jobs: usize, masters: usize) -> Vec<TraceJob> {
             // Two thirds arrive in the first wave (0–20 s), the rest in a second (40–60 s).
             let wave_start = if n % 3 == 2 { 40_000 } else { 0 };
             let at = Duration::from_millis(wave_start + rng.random_range(0..20_000));
-            let label = if rng.random_range(0..10) < 7 { LABELS[0] } else { LABELS[1] };
+            let label = if rng.random_range(0..10) < 7 {
+                LABELS[0]
+            } else {
+                LABELS[1]
+            };
             let duration = Duration::from_millis(rng.random_range(6_000..20_000));
             let image = ["api", "web", "worker", "cron"][n % 4];
             TraceJob {

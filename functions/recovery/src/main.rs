@@ -11,8 +11,10 @@ async fn main() -> Result<(), Error> {
     telemetry::init();
     let config = CommonConfig::from_settings(&Settings::new(Env))?;
     tracing::info!(stack = %config.stack, dry_run = config.dry_run, "cold start");
-    run(service_fn(|event: LambdaEvent<EventBridgeEvent>| async move {
-        handlers::not_built_yet("recovery", &event.context.request_id)
-    }))
+    run(service_fn(
+        |event: LambdaEvent<EventBridgeEvent>| async move {
+            handlers::not_built_yet("recovery", &event.context.request_id)
+        },
+    ))
     .await
 }

@@ -84,8 +84,12 @@ impl JenkinsClient {
 
     /// Every computer (node) with its executors and labels.
     pub async fn computers(&self) -> Result<ComputerSet, JenkinsError> {
-        self.get_json("computer/api/json", &[("tree", COMPUTER_TREE)], "the computer set")
-            .await
+        self.get_json(
+            "computer/api/json",
+            &[("tree", COMPUTER_TREE)],
+            "the computer set",
+        )
+        .await
     }
 
     /// Creates a permanent inbound (WebSocket) agent node, as the "New node" form does.
@@ -113,18 +117,27 @@ impl JenkinsClient {
             .form(&form)
             .send()
             .await
-            .map_err(|source| JenkinsError::Transport { url: url.clone(), source })?;
+            .map_err(|source| JenkinsError::Transport {
+                url: url.clone(),
+                source,
+            })?;
         accept_redirect_or_ok(&url, response).await
     }
 
     /// The inbound agent's secret, read from its JNLP descriptor (it is not in the JSON API).
     pub async fn agent_secret(&self, node: &str) -> Result<String, JenkinsError> {
-        let url = self.url(&format!("computer/{}/jenkins-agent.jnlp", encode_segment(node)));
+        let url = self.url(&format!(
+            "computer/{}/jenkins-agent.jnlp",
+            encode_segment(node)
+        ));
         let response = self
             .authed(self.http.get(&url))
             .send()
             .await
-            .map_err(|source| JenkinsError::Transport { url: url.clone(), source })?;
+            .map_err(|source| JenkinsError::Transport {
+                url: url.clone(),
+                source,
+            })?;
         let body = checked_body(&url, response).await?;
         first_jnlp_argument(&body).ok_or(JenkinsError::NoSecret { url })
     }
@@ -138,7 +151,10 @@ impl JenkinsClient {
             .query(&[("offlineMessage", message)])
             .send()
             .await
-            .map_err(|source| JenkinsError::Transport { url: url.clone(), source })?;
+            .map_err(|source| JenkinsError::Transport {
+                url: url.clone(),
+                source,
+            })?;
         accept_redirect_or_ok(&url, response).await
     }
 
@@ -149,7 +165,10 @@ impl JenkinsClient {
             .authed(self.http.post(&url))
             .send()
             .await
-            .map_err(|source| JenkinsError::Transport { url: url.clone(), source })?;
+            .map_err(|source| JenkinsError::Transport {
+                url: url.clone(),
+                source,
+            })?;
         accept_redirect_or_ok(&url, response).await
     }
 
@@ -175,7 +194,10 @@ impl JenkinsClient {
             .query(query)
             .send()
             .await
-            .map_err(|source| JenkinsError::Transport { url: url.clone(), source })?;
+            .map_err(|source| JenkinsError::Transport {
+                url: url.clone(),
+                source,
+            })?;
         let content_type = header_text(&response, CONTENT_TYPE);
         let body = checked_body(&url, response).await?;
         if !content_type.starts_with("application/json") {
@@ -192,10 +214,13 @@ impl JenkinsClient {
 /// Reads the body of a 2xx answer; anything else becomes a status error with a snippet.
 async fn checked_body(url: &str, response: reqwest::Response) -> Result<String, JenkinsError> {
     let status = response.status();
-    let body = response.text().await.map_err(|source| JenkinsError::Transport {
-        url: url.to_string(),
-        source,
-    })?;
+    let body = response
+        .text()
+        .await
+        .map_err(|source| JenkinsError::Transport {
+            url: url.to_string(),
+            source,
+        })?;
     if !status.is_success() {
         return Err(JenkinsError::Status {
             url: url.to_string(),
@@ -241,7 +266,9 @@ fn encode_segment(segment: &str) -> String {
     let mut out = String::with_capacity(segment.len());
     for byte in segment.bytes() {
         match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(byte as char),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(byte as char)
+            }
             _ => out.push_str(&format!("%{byte:02X}")),
         }
     }
@@ -278,7 +305,8 @@ mod tests {
 
     #[test]
     fn debug_output_hides_the_token() {
-        let client = JenkinsClient::new(reqwest::Client::new(), "http://m", "admin", "s3cret-token");
+        let client =
+            JenkinsClient::new(reqwest::Client::new(), "http://m", "admin", "s3cret-token");
         let shown = format!("{client:?}");
         assert!(!shown.contains("s3cret-token"));
         assert!(shown.contains("http://m/"));

@@ -8,8 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 /// The `tree=` of the queue request: only what the scaler uses, to keep answers small.
-pub const QUEUE_TREE: &str =
-    "items[_class,id,why,buildable,blocked,stuck,inQueueSince,buildableStartMilliseconds,task[name,url]]";
+pub const QUEUE_TREE: &str = "items[_class,id,why,buildable,blocked,stuck,inQueueSince,buildableStartMilliseconds,task[name,url]]";
 
 /// The `tree=` of the computer request.
 pub const COMPUTER_TREE: &str = "computer[_class,displayName,offline,temporarilyOffline,idle,numExecutors,offlineCauseReason,assignedLabels[name],executors[idle]]";
@@ -115,15 +114,20 @@ mod tests {
 
     #[test]
     fn recorded_queue_parses() {
-        let queue: Queue = serde_json::from_str(&fixture("queue/cdancy-queue-buildable-items.json")).unwrap();
+        let queue: Queue =
+            serde_json::from_str(&fixture("queue/cdancy-queue-buildable-items.json")).unwrap();
         assert_eq!(queue.items.len(), 2);
         assert!(queue.items.iter().all(|item| item.buildable));
-        assert_eq!(queue.items[0].why.as_deref(), Some("Waiting for next available executor"));
+        assert_eq!(
+            queue.items[0].why.as_deref(),
+            Some("Waiting for next available executor")
+        );
     }
 
     #[test]
     fn recorded_computers_parse() {
-        let set: ComputerSet = serde_json::from_str(&fixture("computer/cdancy-computer-set.json")).unwrap();
+        let set: ComputerSet =
+            serde_json::from_str(&fixture("computer/cdancy-computer-set.json")).unwrap();
         assert_eq!(set.computer.len(), 2);
         assert!(set.computer.iter().any(|c| c.offline));
     }

@@ -2,7 +2,10 @@
 //! Jenkins, reads the clock or draws random numbers, so every decision can be table- and
 //! property-tested and replayed by the policy simulator exactly as it ships.
 
+pub mod custom_resource;
+pub mod fleet;
 pub mod jenkins;
 pub mod labels;
 pub mod queue_why;
 pub mod render;
+pub mod scaling;

@@ -23,7 +23,10 @@ pub enum Why {
 /// Texts with the label between the curly quotes Jenkins uses (U+2018, U+2019).
 const LABEL_TEMPLATES: [(&str, &str); 4] = [
     // Queue.WaitingForNextAvailableExecutorOn
-    ("Waiting for next available executor on \u{2018}", "\u{2019}"),
+    (
+        "Waiting for next available executor on \u{2018}",
+        "\u{2019}",
+    ),
     // Queue.LabelHasNoNodes
     ("There are no nodes with the label \u{2018}", "\u{2019}"),
     // Queue.AllNodesOffline
@@ -34,9 +37,9 @@ const LABEL_TEMPLATES: [(&str, &str); 4] = [
 
 /// Texts for items that more agents would not help.
 const NOT_FOR_AGENTS_PREFIXES: [&str; 4] = [
-    "Build #",            // Queue.BlockedBecauseOfBuildInProgress
+    "Build #",             // Queue.BlockedBecauseOfBuildInProgress
     "In the quiet period", // Queue.InQuietPeriod
-    "Waiting for ",       // other waits ("Waiting for upstream…"), checked after the label texts
+    "Waiting for ",        // other waits ("Waiting for upstream…"), checked after the label texts
     "Blocked by ",
 ];
 
@@ -55,7 +58,10 @@ pub fn parse(why: &str) -> Why {
             return Why::Label(label.to_string());
         }
     }
-    if NOT_FOR_AGENTS_PREFIXES.iter().any(|prefix| why.starts_with(prefix)) {
+    if NOT_FOR_AGENTS_PREFIXES
+        .iter()
+        .any(|prefix| why.starts_with(prefix))
+    {
         return Why::NotForAgents;
     }
     Why::Unknown
@@ -87,9 +93,21 @@ mod tests {
 
     #[test]
     fn unlabelled_and_other_waits() {
-        assert_eq!(parse("Waiting for next available executor"), Why::AnyExecutor);
-        assert_eq!(parse("Build #9 is already in progress (ETA:15 sec)"), Why::NotForAgents);
-        assert_eq!(parse("Warte auf den nächsten freien Build-Prozessor"), Why::Unknown);
-        assert_eq!(parse("There are no nodes with the label \u{2018}\u{2019}"), Why::Unknown);
+        assert_eq!(
+            parse("Waiting for next available executor"),
+            Why::AnyExecutor
+        );
+        assert_eq!(
+            parse("Build #9 is already in progress (ETA:15 sec)"),
+            Why::NotForAgents
+        );
+        assert_eq!(
+            parse("Warte auf den nächsten freien Build-Prozessor"),
+            Why::Unknown
+        );
+        assert_eq!(
+            parse("There are no nodes with the label \u{2018}\u{2019}"),
+            Why::Unknown
+        );
     }
 }

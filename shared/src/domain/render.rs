@@ -7,6 +7,9 @@
 //! [`parse_agent_user_data`] reads it back the way an instance (or the farm's booter) gets it.
 //! Everything here is pure: no I/O, no clock.
 
+pub mod casc;
+pub mod fleet;
+
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::time::Duration;
@@ -112,6 +115,8 @@ pub struct AgentBootSettings {
     pub master_tag: String,
     /// The tag holding the URL of the agent's master task (ends with `/`).
     pub master_url_tag: String,
+    /// The settings file's text (`KEY=value` lines), as written to the instance.
+    pub env_file: String,
     /// The boot script's text, as written to the instance.
     pub boot_script: String,
     /// The systemd unit's text, as written to the instance.
@@ -121,7 +126,11 @@ pub struct AgentBootSettings {
 impl AgentBootSettings {
     /// The SSM parameter holding the secret of `instance_id`.
     pub fn secret_parameter(&self, instance_id: &str) -> String {
-        format!("{}/{}", self.secret_prefix.trim_end_matches('/'), instance_id)
+        format!(
+            "{}/{}",
+            self.secret_prefix.trim_end_matches('/'),
+            instance_id
+        )
     }
 }
 
@@ -309,6 +318,7 @@ pub fn parse_agent_user_data(text: &str) -> Result<AgentBootSettings, BootDataEr
         imds_endpoint,
         master_tag: get("LONGSHORE_MASTER_TAG")?,
         master_url_tag: get("LONGSHORE_MASTER_URL_TAG")?,
+        env_file: env.clone(),
         boot_script,
         service_unit,
     })
@@ -379,7 +389,10 @@ mod tests {
         assert_eq!(settings.region, "eu-west-1");
         assert_eq!(settings.stack, "ci-farm");
         assert_eq!(settings.secret_prefix, "/longshore/ci-farm/agents");
-        assert_eq!(settings.secret_parameter("i-0abc"), "/longshore/ci-farm/agents/i-0abc");
+        assert_eq!(
+            settings.secret_parameter("i-0abc"),
+            "/longshore/ci-farm/agents/i-0abc"
+        );
         assert_eq!(settings.secret_wait, Duration::from_secs(300));
         assert_eq!(settings.work_dir, "/var/lib/jenkins-agent");
         assert_eq!(settings.imds_endpoint, "http://169.254.169.254");
@@ -423,23 +436,34 @@ mod tests {
             (Vec::new(), "empty"),
             (b"#!/bin/bash\necho hi\n".to_vec(), "not a #cloud-config"),
             (b"#cloud-config\nwrite_files: [\n".to_vec(), "not valid"),
-            (b"#cloud-config\npackages: [git]\n".to_vec(), "no /etc/longshore/agent.env"),
+            (
+                b"#cloud-config\npackages: [git]\n".to_vec(),
+                "no /etc/longshore/agent.env",
+            ),
             (vec![0x1f, 0x8b, 0, 1, 2], "does not decompress"),
             (vec![0xff, 0xfe, 0x00], "not UTF-8"),
             (AGENT_USER_DATA_TEMPLATE.as_bytes().to_vec(), "placeholder"),
             (
                 rendered
-                    .replace("LONGSHORE_SECRET_WAIT_SECONDS=300", "LONGSHORE_SECRET_WAIT_SECONDS=soon")
+                    .replace(
+                        "LONGSHORE_SECRET_WAIT_SECONDS=300",
+                        "LONGSHORE_SECRET_WAIT_SECONDS=soon",
+                    )
                     .into_bytes(),
                 "whole number",
             ),
             (
-                rendered.replace("      LONGSHORE_STACK=ci-farm\n", "").into_bytes(),
+                rendered
+                    .replace("      LONGSHORE_STACK=ci-farm\n", "")
+                    .into_bytes(),
                 "LONGSHORE_STACK is missing",
             ),
             (
                 rendered
-                    .replace("path: /usr/local/bin/longshore-agent-boot", "path: /tmp/other")
+                    .replace(
+                        "path: /usr/local/bin/longshore-agent-boot",
+                        "path: /tmp/other",
+                    )
                     .into_bytes(),
                 "no /usr/local/bin/longshore-agent-boot",
             ),

@@ -1,1 +1,0 @@
-//! jenkins (placeholder, filled in by its own change).
