@@ -7,7 +7,7 @@
 //!
 //! ```text
 //! LONGSHORE_VENV=$PWD/.venv AWS_EC2_METADATA_DISABLED=true \
-//!   cargo run --example booter_memory -- [AGENTS]
+//!   cargo run --example booter_memory -- [AGENTS] [POLL_SECONDS]
 //! ```
 
 use std::io::{BufRead, BufReader, Write};
@@ -31,7 +31,8 @@ fn main() -> Result<(), Error> {
         return runtime.block_on(sim_child());
     }
     let agents: usize = args.get(1).map(|a| a.parse()).transpose()?.unwrap_or(1000);
-    runtime.block_on(measure(agents))
+    let poll_secs: u64 = args.get(2).map(|a| a.parse()).transpose()?.unwrap_or(2);
+    runtime.block_on(measure(agents, Duration::from_secs(poll_secs)))
 }
 
 /// The simulator side: prints its URL, creates one node per name read from stdin and prints
@@ -70,7 +71,7 @@ fn vm_rss_kb() -> u64 {
         .unwrap_or(0)
 }
 
-async fn measure(agents: usize) -> Result<(), Error> {
+async fn measure(agents: usize, poll_interval: Duration) -> Result<(), Error> {
     let moto = MotoServer::start()?;
     let sdk = moto.sdk_config().await;
     let ec2 = aws_sdk_ec2::Client::new(&sdk);
@@ -129,7 +130,10 @@ async fn measure(agents: usize) -> Result<(), Error> {
     writeln!(to_sim, "END")?;
     to_sim.flush()?;
     for _ in &ids {
-        let line = from_sim.next().transpose()?.ok_or("simulator ended early")?;
+        let line = from_sim
+            .next()
+            .transpose()?
+            .ok_or("simulator ended early")?;
         let mut parts = line.splitn(3, ' ');
         let (Some("SECRET"), Some(name), Some(secret)) = (parts.next(), parts.next(), parts.next())
         else {
@@ -150,7 +154,7 @@ async fn measure(agents: usize) -> Result<(), Error> {
 
     let mut config = BooterConfig::new(STACK);
     config.boot_delay = Duration::ZERO;
-    config.poll_interval = Duration::from_secs(2);
+    config.poll_interval = poll_interval;
     config.secret_poll = Duration::from_millis(200);
     config.reconnect_unit = Duration::from_millis(200);
     let booter = Booter::new(&sdk, config);
@@ -164,7 +168,12 @@ async fn measure(agents: usize) -> Result<(), Error> {
             break;
         }
         if Instant::now() > deadline {
-            return Err(format!("only {} of {} connected: {stats:?}", stats.connected, ids.len()).into());
+            return Err(format!(
+                "only {} of {} connected: {stats:?}",
+                stats.connected,
+                ids.len()
+            )
+            .into());
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }

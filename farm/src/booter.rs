@@ -291,6 +291,10 @@ impl Booter {
     pub fn new(sdk: &SdkConfig, config: BooterConfig) -> Booter {
         let http = reqwest::Client::builder()
             .timeout(config.request_timeout)
+            // A thousand agents fetch agent.jar at about the same time; idle keep-alive
+            // connections (each with its buffers) must not pile up in the pool.
+            .pool_max_idle_per_host(4)
+            .pool_idle_timeout(Duration::from_secs(5))
             .build()
             .unwrap_or_else(|e| {
                 warn!(error = %e, "custom HTTP client failed; using the default one");
@@ -374,7 +378,10 @@ impl BooterHandle {
 
 /// EC2 states in which an instance no longer runs its agent.
 fn is_going_away(state: &str) -> bool {
-    matches!(state, "shutting-down" | "terminated" | "stopping" | "stopped")
+    matches!(
+        state,
+        "shutting-down" | "terminated" | "stopping" | "stopped"
+    )
 }
 
 async fn watch_loop(ctx: Arc<Ctx>, mut shutdown: watch::Receiver<bool>) {
@@ -507,7 +514,9 @@ struct Booted {
 }
 
 async fn run_agent(ctx: Arc<Ctx>, id: String, mut stop: watch::Receiver<bool>) {
-    let booted = match boot(&ctx, &id, &mut stop).await {
+    // Boxed: the boot's SDK futures are large and would otherwise stay in every connected
+    // agent's task allocation for its whole life.
+    let booted = match Box::pin(boot(&ctx, &id, &mut stop)).await {
         Ok(booted) => booted,
         Err(BootEnd::Stopped) => {
             ctx.shared.set(&id, AgentState::Stopped);
@@ -536,11 +545,7 @@ async fn run_agent(ctx: Arc<Ctx>, id: String, mut stop: watch::Receiver<bool>) {
 }
 
 /// Steps 2–5 of the module docs: user data, metadata, secret, agent.jar.
-async fn boot(
-    ctx: &Ctx,
-    id: &str,
-    stop: &mut watch::Receiver<bool>,
-) -> Result<Booted, BootEnd> {
+async fn boot(ctx: &Ctx, id: &str, stop: &mut watch::Receiver<bool>) -> Result<Booted, BootEnd> {
     let mut delay = ctx.config.boot_delay;
     if let Some(BootFault::ConnectsLate(extra)) = ctx.shared.fault(id) {
         delay += extra;
@@ -798,7 +803,7 @@ async fn stay_connected(
             return AgentState::Stopped;
         }
         attempt += 1;
-        let ws = match connect(ctx, id, &url, &booted.secret, cookie.as_ref()).await {
+        let ws = match Box::pin(connect(ctx, id, &url, &booted.secret, cookie.as_ref())).await {
             Ok((ws, new_cookie)) => {
                 cookie = new_cookie;
                 ws
@@ -889,7 +894,13 @@ async fn connect(
             let body = response
                 .body()
                 .as_deref()
-                .map(|b| String::from_utf8_lossy(b).trim().chars().take(200).collect::<String>())
+                .map(|b| {
+                    String::from_utf8_lossy(b)
+                        .trim()
+                        .chars()
+                        .take(200)
+                        .collect::<String>()
+                })
                 .unwrap_or_default();
             Err(ConnectError::Refused(format!(
                 "HTTP {}: {body}",
@@ -985,9 +996,7 @@ mod tests {
     #[test]
     fn reconnect_delays_follow_remoting_exponential_retry() {
         let unit = Duration::from_secs(1);
-        let delays: Vec<u64> = (0..7)
-            .map(|a| reconnect_delay(a, unit).as_secs())
-            .collect();
+        let delays: Vec<u64> = (0..7).map(|a| reconnect_delay(a, unit).as_secs()).collect();
         assert_eq!(delays, [0, 1, 3, 7, 10, 10, 10]);
     }
 
@@ -1029,6 +1038,23 @@ mod tests {
         ));
         assert!(build_event("not json").is_none());
         assert!(build_event(r#"{"type":"other"}"#).is_none());
+    }
+
+    /// The per-agent task is allocated at its largest state's size for its whole life: the
+    /// boot and the handshake are boxed so a connected agent does not carry their SDK futures.
+    #[test]
+    fn an_agent_task_stays_small() {
+        let sdk = aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .build();
+        let booter = Booter::new(&sdk, BooterConfig::fast("x"));
+        let (_stop, stop_rx) = watch::channel(false);
+        let task = run_agent(Arc::clone(&booter.ctx), "i-1".into(), stop_rx);
+        assert!(
+            std::mem::size_of_val(&task) < 4096,
+            "agent task future is {} bytes",
+            std::mem::size_of_val(&task)
+        );
     }
 
     #[test]

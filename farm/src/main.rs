@@ -1,2 +1,84 @@
-//! `longshore-farm` command line (being wired).
-fn main() {}
+//! `longshore-farm`: the local farm's command line.
+//!
+//! - `jenkins`: one simulated Jenkins master on loopback (several masters = several processes).
+//! - `demo`: the whole farm (moto, two masters, booting agents, a job trace) with live progress.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use longshore_farm::demo::{self, DemoOptions};
+use longshore_farm::jenkins::{SimConfig, Simulator};
+
+#[derive(Parser)]
+#[command(name = "longshore-farm", about = "longshore's local farm", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve one simulated Jenkins master on 127.0.0.1 until interrupted.
+    Jenkins {
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+        #[arg(long, default_value = "admin")]
+        user: String,
+        #[arg(long, default_value = "admin")]
+        token: String,
+        /// The master's name, as the scaler's tags know it.
+        #[arg(long, default_value = "master-a")]
+        name: String,
+    },
+    /// Run the whole farm locally against a job trace and print a summary.
+    Demo(DemoOptions),
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    longshore::telemetry::init_text();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Jenkins {
+            port,
+            user,
+            token,
+            name,
+        } => serve_jenkins(port, user, token, name).await,
+        Command::Demo(options) => match demo::run(options).await {
+            Ok(report) if report.invariants_hold() => ExitCode::SUCCESS,
+            Ok(_) => {
+                eprintln!("demo: an invariant broke (see the summary above)");
+                ExitCode::FAILURE
+            }
+            Err(err) => {
+                eprintln!("demo failed: {err}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+async fn serve_jenkins(port: u16, user: String, token: String, name: String) -> ExitCode {
+    let config = SimConfig {
+        name,
+        user,
+        token,
+        ..SimConfig::default()
+    };
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let running = match Simulator::start(config, addr).await {
+        Ok(running) => running,
+        Err(err) => {
+            eprintln!("cannot serve on {addr}: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!("Jenkins simulator at {}", running.url());
+    if let Err(err) = tokio::signal::ctrl_c().await {
+        eprintln!("cannot wait for Ctrl-C: {err}");
+    }
+    running.shutdown().await;
+    ExitCode::SUCCESS
+}

@@ -77,7 +77,9 @@ pub enum MotoError {
         tail: String,
     },
     /// The server did not answer within the bound.
-    #[error("moto_server on port {port} did not answer within {waited:?}; its output ends with:\n{tail}")]
+    #[error(
+        "moto_server on port {port} did not answer within {waited:?}; its output ends with:\n{tail}"
+    )]
     Timeout {
         /// The port it was asked to listen on.
         port: u16,
@@ -333,7 +335,9 @@ pub fn moto_server_path() -> PathBuf {
 pub fn venv_dir() -> PathBuf {
     match std::env::var_os("LONGSHORE_VENV") {
         Some(dir) if !dir.is_empty() => PathBuf::from(dir),
-        _ => Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(".venv"),
+        _ => Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join(".venv"),
     }
 }
 
@@ -547,7 +551,14 @@ pub fn spawn_tied_to_process(mut command: Command) -> std::io::Result<Child> {
     // functions (prctl, getppid, _exit); it allocates nothing.
     unsafe {
         command.pre_exec(move || {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) != 0 {
+            if libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            ) != 0
+            {
                 return Err(std::io::Error::last_os_error());
             }
             // The parent may have died between fork and prctl: then nobody would signal us.

@@ -112,15 +112,19 @@ pub trait Lookups {
     fn security_groups(
         &self,
         ids: &[String],
-    ) -> impl Future<Output = Result<Vec<crate::domain::custom_resource::SecurityGroupFact>, AwsError>>
-    + Send;
+    ) -> impl Future<
+        Output = Result<Vec<crate::domain::custom_resource::SecurityGroupFact>, AwsError>,
+    > + Send;
     /// The instance profile's ARN; `None` when it does not exist.
     fn instance_profile_arn(
         &self,
         name: &str,
     ) -> impl Future<Output = Result<Option<String>, AwsError>> + Send;
     /// Whether the launch template exists.
-    fn launch_template_exists(&self, id: &str) -> impl Future<Output = Result<bool, AwsError>> + Send;
+    fn launch_template_exists(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<bool, AwsError>> + Send;
     /// The `(instance type, zone)` pairs EC2 offers among `types` × `zones`.
     fn offerings(
         &self,
@@ -139,7 +143,10 @@ pub trait Params {
         name: &str,
     ) -> impl Future<Output = Result<Option<crate::adapters::aws::ssm::StoredParameter>, AwsError>> + Send;
     /// Deletes everything under a path; returns the names deleted (none is fine).
-    fn delete_under(&self, path: &str) -> impl Future<Output = Result<Vec<String>, AwsError>> + Send;
+    fn delete_under(
+        &self,
+        path: &str,
+    ) -> impl Future<Output = Result<Vec<String>, AwsError>> + Send;
 }
 
 /// Delivers a custom resource response to its pre-signed URL.
@@ -152,10 +159,17 @@ pub trait CfnResponder {
 }
 
 impl Lookups for crate::adapters::aws::network::AwsLookups {
-    async fn stack_resource(&self, stack: &str, logical_id: &str) -> Result<Option<String>, AwsError> {
+    async fn stack_resource(
+        &self,
+        stack: &str,
+        logical_id: &str,
+    ) -> Result<Option<String>, AwsError> {
         self.cfn.stack_resource(stack, logical_id).await
     }
-    async fn subnets(&self, ids: &[String]) -> Result<Vec<crate::domain::custom_resource::SubnetFact>, AwsError> {
+    async fn subnets(
+        &self,
+        ids: &[String],
+    ) -> Result<Vec<crate::domain::custom_resource::SubnetFact>, AwsError> {
         self.ec2.subnets(ids).await
     }
     async fn security_groups(
@@ -170,7 +184,11 @@ impl Lookups for crate::adapters::aws::network::AwsLookups {
     async fn launch_template_exists(&self, id: &str) -> Result<bool, AwsError> {
         self.ec2.launch_template_exists(id).await
     }
-    async fn offerings(&self, types: &[String], zones: &[String]) -> Result<Vec<(String, String)>, AwsError> {
+    async fn offerings(
+        &self,
+        types: &[String],
+        zones: &[String],
+    ) -> Result<Vec<(String, String)>, AwsError> {
         self.ec2.offerings(types, zones).await
     }
 }
@@ -179,7 +197,10 @@ impl Params for crate::adapters::aws::ssm::SsmParams {
     async fn put(&self, name: &str, value: &str) -> Result<i64, AwsError> {
         crate::adapters::aws::ssm::SsmParams::put(self, name, value).await
     }
-    async fn get(&self, name: &str) -> Result<Option<crate::adapters::aws::ssm::StoredParameter>, AwsError> {
+    async fn get(
+        &self,
+        name: &str,
+    ) -> Result<Option<crate::adapters::aws::ssm::StoredParameter>, AwsError> {
         crate::adapters::aws::ssm::SsmParams::get(self, name).await
     }
     async fn delete_under(&self, path: &str) -> Result<Vec<String>, AwsError> {
@@ -188,7 +209,11 @@ impl Params for crate::adapters::aws::ssm::SsmParams {
 }
 
 impl CfnResponder for crate::adapters::cfn_response::HttpResponder {
-    async fn respond(&self, url: &str, body: &str) -> Result<(), crate::adapters::cfn_response::ResponseError> {
+    async fn respond(
+        &self,
+        url: &str,
+        body: &str,
+    ) -> Result<(), crate::adapters::cfn_response::ResponseError> {
         self.put(url, body).await
     }
 }

@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 pub fn init_tracing() {
     static INIT: Once = Once::new();
     INIT.call_once(|| {
-        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("longshore=info,longshore_farm=info"));
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new("longshore=info,longshore_farm=info")
+        });
         let _ = tracing_subscriber::fmt()
             .with_env_filter(filter)
             .with_test_writer()
@@ -71,7 +72,13 @@ pub fn rerun_test_as_helper(test_name: &str, env_flag: &str) -> std::io::Result<
     let exe = std::env::current_exe()?;
     let mut command = Command::new(exe);
     command
-        .args([test_name, "--exact", "--nocapture", "--include-ignored", "--test-threads=1"])
+        .args([
+            test_name,
+            "--exact",
+            "--nocapture",
+            "--include-ignored",
+            "--test-threads=1",
+        ])
         .env(env_flag, "1")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -167,7 +174,12 @@ pub async fn launch_agents(ec2: &aws_sdk_ec2::Client, launch: &AgentLaunch<'_>) 
 }
 
 /// Writes an agent's secret where the scaler does (`/longshore/<stack>/agents/<id>`).
-pub async fn put_agent_secret(ssm: &aws_sdk_ssm::Client, stack: &str, instance_id: &str, secret: &str) {
+pub async fn put_agent_secret(
+    ssm: &aws_sdk_ssm::Client,
+    stack: &str,
+    instance_id: &str,
+    secret: &str,
+) {
     ssm.put_parameter()
         .name(format!("/longshore/{stack}/agents/{instance_id}"))
         .value(secret)

@@ -34,17 +34,25 @@ struct Fake {
 }
 
 fn has_token(headers: &HeaderMap) -> bool {
-    headers.get("x-aws-ec2-metadata-token").and_then(|v| v.to_str().ok()) == Some(TOKEN)
+    headers
+        .get("x-aws-ec2-metadata-token")
+        .and_then(|v| v.to_str().ok())
+        == Some(TOKEN)
 }
 
 /// IMDSv2 (token, instance-id, instance tags) and the master's `jnlpJars/agent.jar` on one
 /// loopback port. Returns the port.
 async fn start_fakes(seen: Arc<Mutex<Seen>>) -> (u16, String) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let port = listener.local_addr().expect("addr").port();
     // No trailing slash on purpose: the script must add it.
     let master_url = format!("http://127.0.0.1:{port}/jenkins");
-    let fake = Fake { seen, master_url: master_url.clone() };
+    let fake = Fake {
+        seen,
+        master_url: master_url.clone(),
+    };
     let app = Router::new()
         .route(
             "/latest/api/token",
@@ -136,9 +144,21 @@ fn prepare(imds_port: u16, secret_wait_seconds: u32) -> Boot {
     std::fs::create_dir_all(&bin_dir).expect("bin dir");
 
     let mut env = settings.env_file.clone();
-    env = set(&env, "LONGSHORE_IMDS_ENDPOINT", &format!("http://127.0.0.1:{imds_port}"));
-    env = set(&env, "LONGSHORE_WORK_DIR", work_dir.to_str().expect("utf-8 path"));
-    env = set(&env, "LONGSHORE_SECRET_WAIT_SECONDS", &secret_wait_seconds.to_string());
+    env = set(
+        &env,
+        "LONGSHORE_IMDS_ENDPOINT",
+        &format!("http://127.0.0.1:{imds_port}"),
+    );
+    env = set(
+        &env,
+        "LONGSHORE_WORK_DIR",
+        work_dir.to_str().expect("utf-8 path"),
+    );
+    env = set(
+        &env,
+        "LONGSHORE_SECRET_WAIT_SECONDS",
+        &secret_wait_seconds.to_string(),
+    );
     let env_file = dir.path().join("agent.env");
     std::fs::write(&env_file, env).expect("env file");
 
@@ -156,13 +176,26 @@ fn prepare(imds_port: u16, secret_wait_seconds: u32) -> Boot {
     .expect("fake java");
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&java, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    Boot { dir, script, env_file, work_dir, bin_dir }
+    Boot {
+        dir,
+        script,
+        env_file,
+        work_dir,
+        bin_dir,
+    }
 }
 
 fn command(boot: &Boot, moto: &MotoServer) -> tokio::process::Command {
     let venv_bin = venv_dir().join("bin");
-    assert!(venv_bin.join("aws").is_file(), "no aws CLI in {venv_bin:?}: run `make setup`");
-    let path = format!("{}:{}:/usr/local/bin:/usr/bin:/bin", boot.bin_dir.display(), venv_bin.display());
+    assert!(
+        venv_bin.join("aws").is_file(),
+        "no aws CLI in {venv_bin:?}: run `make setup`"
+    );
+    let path = format!(
+        "{}:{}:/usr/local/bin:/usr/bin:/bin",
+        boot.bin_dir.display(),
+        venv_bin.display()
+    );
     let mut command = tokio::process::Command::new("bash");
     command
         .arg(&boot.script)
@@ -198,8 +231,14 @@ async fn the_boot_waits_for_its_secret_then_execs_java_with_a_secret_file() {
 
     // Let the script poll SSM a few times while the parameter does not exist yet.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert!(seen.lock().unwrap().jar_fetches.is_empty(), "agent.jar fetched before the secret existed");
-    assert!(!boot.dir.path().join("java-argv").exists(), "java ran before the secret existed");
+    assert!(
+        seen.lock().unwrap().jar_fetches.is_empty(),
+        "agent.jar fetched before the secret existed"
+    );
+    assert!(
+        !boot.dir.path().join("java-argv").exists(),
+        "java ran before the secret existed"
+    );
 
     let secret = "5ecret-0f-the-agent-4f8a9c";
     let ssm = aws_sdk_ssm::Client::new(&moto.sdk_config().await);
@@ -221,7 +260,10 @@ async fn the_boot_waits_for_its_secret_then_execs_java_with_a_secret_file() {
     assert!(output.status.success(), "boot failed: {stderr}");
 
     let work = boot.work_dir.to_str().unwrap().to_string();
-    let argv: Vec<String> = read(&boot.dir.path().join("java-argv")).lines().map(str::to_string).collect();
+    let argv: Vec<String> = read(&boot.dir.path().join("java-argv"))
+        .lines()
+        .map(str::to_string)
+        .collect();
     let want: Vec<String> = [
         "-jar",
         &format!("{work}/agent.jar"),
@@ -239,20 +281,42 @@ async fn the_boot_waits_for_its_secret_then_execs_java_with_a_secret_file() {
     .map(|s| s.to_string())
     .collect();
     assert_eq!(argv, want);
-    assert_eq!(read(&boot.dir.path().join("java-secret")).trim_end(), secret);
-    assert_eq!(std::fs::read(boot.work_dir.join("agent.jar")).expect("jar"), JAR);
+    assert_eq!(
+        read(&boot.dir.path().join("java-secret")).trim_end(),
+        secret
+    );
+    assert_eq!(
+        std::fs::read(boot.work_dir.join("agent.jar")).expect("jar"),
+        JAR
+    );
 
     let seen = seen.lock().unwrap();
     assert_eq!(seen.jar_fetches.len(), 1);
-    assert!(seen.jar_fetches[0] >= written_at, "jar fetched before the secret was written");
+    assert!(
+        seen.jar_fetches[0] >= written_at,
+        "jar fetched before the secret was written"
+    );
     assert!(seen.token_puts >= 1, "no IMDSv2 token requested");
-    assert!(seen.gets_without_token.is_empty(), "IMDS read without token: {:?}", seen.gets_without_token);
-    assert!(!stdout.contains(secret) && !stderr.contains(secret), "secret leaked to the logs: {stderr}");
-    assert!(stderr.contains(&format!("instance {INSTANCE_ID}, master alpha")), "{stderr}");
+    assert!(
+        seen.gets_without_token.is_empty(),
+        "IMDS read without token: {:?}",
+        seen.gets_without_token
+    );
+    assert!(
+        !stdout.contains(secret) && !stderr.contains(secret),
+        "secret leaked to the logs: {stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("instance {INSTANCE_ID}, master alpha")),
+        "{stderr}"
+    );
 
     // The secret file is private to the agent's user.
     use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(boot.work_dir.join(".agent-secret")).expect("secret file").permissions().mode();
+    let mode = std::fs::metadata(boot.work_dir.join(".agent-secret"))
+        .expect("secret file")
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o077, 0, "secret file mode {mode:o}");
 }
 
@@ -265,7 +329,10 @@ async fn the_boot_fails_clearly_when_the_secret_never_comes() {
     let started = Instant::now();
     let output = tokio::time::timeout(
         Duration::from_secs(60),
-        command(&boot, &moto).spawn().expect("bash").wait_with_output(),
+        command(&boot, &moto)
+            .spawn()
+            .expect("bash")
+            .wait_with_output(),
     )
     .await
     .expect("the boot gave up within 60 s")
@@ -273,10 +340,15 @@ async fn the_boot_fails_clearly_when_the_secret_never_comes() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success());
     assert!(
-        stderr.contains(&format!("FATAL: secret /longshore/ci-farm/agents/{INSTANCE_ID} did not appear within 2 s")),
+        stderr.contains(&format!(
+            "FATAL: secret /longshore/ci-farm/agents/{INSTANCE_ID} did not appear within 2 s"
+        )),
         "{stderr}"
     );
     assert!(started.elapsed() >= Duration::from_secs(2));
-    assert!(!boot.dir.path().join("java-argv").exists(), "java ran without a secret");
+    assert!(
+        !boot.dir.path().join("java-argv").exists(),
+        "java ran without a secret"
+    );
     assert!(seen.lock().unwrap().jar_fetches.is_empty());
 }

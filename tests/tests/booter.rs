@@ -11,15 +11,19 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
+use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use longshore::domain::render::{AgentBootParams, agent_user_data};
-use longshore_farm::booter::{AgentState, BootFault, Booter, BooterConfig, BooterHandle, REMOTING_CAPABILITY};
+use longshore_farm::booter::{
+    AgentState, BootFault, Booter, BooterConfig, BooterHandle, REMOTING_CAPABILITY,
+};
 use longshore_farm::moto::MotoServer;
-use longshore_tests::{AgentLaunch, init_tracing, launch_agents, put_agent_secret, wait_until_async};
+use longshore_tests::{
+    AgentLaunch, init_tracing, launch_agents, put_agent_secret, wait_until_async,
+};
 use tokio::sync::mpsc;
 
 const STACK: &str = "ci-farm";
@@ -76,13 +80,24 @@ impl FakeMaster {
     }
 
     fn add_agent(&self, name: &str, secret: &str) {
-        self.0.lock().unwrap().secrets.insert(name.into(), secret.into());
+        self.0
+            .lock()
+            .unwrap()
+            .secrets
+            .insert(name.into(), secret.into());
     }
     fn online(&self, name: &str) -> bool {
         self.0.lock().unwrap().sockets.contains_key(name)
     }
     fn handshakes(&self, name: &str) -> Vec<Handshake> {
-        self.0.lock().unwrap().handshakes.iter().filter(|h| h.name == name).cloned().collect()
+        self.0
+            .lock()
+            .unwrap()
+            .handshakes
+            .iter()
+            .filter(|h| h.name == name)
+            .cloned()
+            .collect()
     }
     fn send(&self, name: &str, ctl: Ctl) {
         if let Some(tx) = self.0.lock().unwrap().sockets.get(name) {
@@ -96,11 +111,25 @@ impl FakeMaster {
 
 /// `WebSocketAgents.doIndex`: 400 without the three headers or for an unknown agent, 403 for a
 /// wrong secret, else the upgrade with a `Connection-Cookie`.
-async fn ws_agents(State(m): State<FakeMaster>, headers: HeaderMap, ws: WebSocketUpgrade) -> Response {
-    let h = |k: &str| headers.get(k).and_then(|v| v.to_str().ok()).map(str::to_string);
-    let (Some(name), Some(secret), Some(capability)) = (h("Node-Name"), h("Secret-Key"), h("X-Remoting-Capability"))
+async fn ws_agents(
+    State(m): State<FakeMaster>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let h = |k: &str| {
+        headers
+            .get(k)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let (Some(name), Some(secret), Some(capability)) =
+        (h("Node-Name"), h("Secret-Key"), h("X-Remoting-Capability"))
     else {
-        return (StatusCode::BAD_REQUEST, "This endpoint is only for use from agent.jar in WebSocket mode").into_response();
+        return (
+            StatusCode::BAD_REQUEST,
+            "This endpoint is only for use from agent.jar in WebSocket mode",
+        )
+            .into_response();
     };
     let mut state = m.0.lock().unwrap();
     let status = match state.secrets.get(&name) {
@@ -127,13 +156,21 @@ async fn ws_agents(State(m): State<FakeMaster>, headers: HeaderMap, ws: WebSocke
     drop(state);
     let master = m.clone();
     (
-        [("Connection-Cookie", cookie), ("X-Remoting-Capability", REMOTING_CAPABILITY.to_string())],
+        [
+            ("Connection-Cookie", cookie),
+            ("X-Remoting-Capability", REMOTING_CAPABILITY.to_string()),
+        ],
         ws.on_upgrade(move |socket| serve_agent(master, name, socket, rx)),
     )
         .into_response()
 }
 
-async fn serve_agent(m: FakeMaster, name: String, mut socket: WebSocket, mut rx: mpsc::UnboundedReceiver<Ctl>) {
+async fn serve_agent(
+    m: FakeMaster,
+    name: String,
+    mut socket: WebSocket,
+    mut rx: mpsc::UnboundedReceiver<Ctl>,
+) {
     let _ = socket.send(WsMessage::Ping(b"hi".to_vec().into())).await;
     loop {
         tokio::select! {
@@ -169,7 +206,10 @@ async fn farm() -> Farm {
         ssm: aws_sdk_ssm::Client::new(&sdk),
         sdk,
         _moto: moto,
-        user_data: agent_user_data(&AgentBootParams { region: "us-east-1".into(), stack_name: STACK.into() }),
+        user_data: agent_user_data(&AgentBootParams {
+            region: "us-east-1".into(),
+            stack_name: STACK.into(),
+        }),
     }
 }
 
@@ -191,7 +231,12 @@ impl Farm {
     }
 
     async fn terminate(&self, id: &str) {
-        self.ec2.terminate_instances().instance_ids(id).send().await.expect("TerminateInstances");
+        self.ec2
+            .terminate_instances()
+            .instance_ids(id)
+            .send()
+            .await
+            .expect("TerminateInstances");
     }
 }
 
@@ -222,7 +267,15 @@ async fn fake_master_an_instance_connects_like_agent_jar() {
     assert!(master.handshakes(&id).is_empty());
     put_agent_secret(&farm.ssm, STACK, &id, "right-secret").await;
 
-    assert!(wait_until_async(LIMIT, || { let ok = master.online(&id); async move { ok } }).await, "never connected: {:?}", booter.state(&id));
+    assert!(
+        wait_until_async(LIMIT, || {
+            let ok = master.online(&id);
+            async move { ok }
+        })
+        .await,
+        "never connected: {:?}",
+        booter.state(&id)
+    );
     let hs = master.handshakes(&id);
     assert_eq!(hs.len(), 1);
     assert_eq!(hs[0].secret, "right-secret");
@@ -231,7 +284,11 @@ async fn fake_master_an_instance_connects_like_agent_jar() {
     assert_eq!(master.jar_fetches(), 1);
     assert!(state_is(&booter, &id, |s| *s == AgentState::Connected).await);
     let stats = booter.stats();
-    assert_eq!((stats.seen, stats.connected, stats.connects), (1, 1, 1), "{stats:?}");
+    assert_eq!(
+        (stats.seen, stats.connected, stats.connects),
+        (1, 1, 1),
+        "{stats:?}"
+    );
     booter.shutdown().await;
 }
 
@@ -243,13 +300,35 @@ async fn fake_master_dropped_agent_reconnects_with_its_cookie() {
     let id = farm.launch(&url, None).await;
     master.add_agent(&id, "s");
     put_agent_secret(&farm.ssm, STACK, &id, "s").await;
-    assert!(wait_until_async(LIMIT, || { let ok = master.online(&id); async move { ok } }).await);
+    assert!(
+        wait_until_async(LIMIT, || {
+            let ok = master.online(&id);
+            async move { ok }
+        })
+        .await
+    );
 
     master.send(&id, Ctl::Close);
-    assert!(wait_until_async(LIMIT, || { let n = master.handshakes(&id).len(); async move { n == 2 } }).await);
+    assert!(
+        wait_until_async(LIMIT, || {
+            let n = master.handshakes(&id).len();
+            async move { n == 2 }
+        })
+        .await
+    );
     let hs = master.handshakes(&id);
-    assert_eq!(hs[1].cookie.as_deref(), Some("cookie-1"), "reconnect must carry the master's cookie");
-    assert!(wait_until_async(LIMIT, || { let ok = master.online(&id); async move { ok } }).await);
+    assert_eq!(
+        hs[1].cookie.as_deref(),
+        Some("cookie-1"),
+        "reconnect must carry the master's cookie"
+    );
+    assert!(
+        wait_until_async(LIMIT, || {
+            let ok = master.online(&id);
+            async move { ok }
+        })
+        .await
+    );
     assert_eq!(booter.stats().connects, 2);
     booter.shutdown().await;
 }
@@ -262,7 +341,16 @@ async fn fake_master_wrong_secret_is_refused_and_recorded() {
     let id = farm.launch(&url, None).await;
     master.add_agent(&id, "the-real-one");
     put_agent_secret(&farm.ssm, STACK, &id, "a-wrong-one").await;
-    assert!(state_is(&booter, &id, |s| matches!(s, AgentState::Refused(r) if r.contains("403"))).await, "{:?}", booter.state(&id));
+    assert!(
+        state_is(
+            &booter,
+            &id,
+            |s| matches!(s, AgentState::Refused(r) if r.contains("403"))
+        )
+        .await,
+        "{:?}",
+        booter.state(&id)
+    );
     assert!(!master.online(&id));
     assert!(master.handshakes(&id).iter().all(|h| h.status == 403));
     let stats = booter.stats();
@@ -277,14 +365,36 @@ async fn fake_master_bad_user_data_is_skipped_with_a_reason() {
     let farm = farm().await;
     let (_master, url) = FakeMaster::start().await;
     let booter = Booter::new(&farm.sdk, config()).spawn();
-    let script = farm.launch(&url, Some(b"#!/bin/bash\necho not ours\n")).await;
-    let broken = farm.launch(&url, Some(b"#cloud-config\nwrite_files: [\n")).await;
-    let foreign = farm
-        .launch(&url, Some(agent_user_data(&AgentBootParams { region: "us-east-1".into(), stack_name: "other".into() }).as_bytes()))
+    let script = farm
+        .launch(&url, Some(b"#!/bin/bash\necho not ours\n"))
         .await;
-    for (id, why) in [(&script, "not a #cloud-config"), (&broken, "not valid"), (&foreign, "stack \"other\"")] {
+    let broken = farm
+        .launch(&url, Some(b"#cloud-config\nwrite_files: [\n"))
+        .await;
+    let foreign = farm
+        .launch(
+            &url,
+            Some(
+                agent_user_data(&AgentBootParams {
+                    region: "us-east-1".into(),
+                    stack_name: "other".into(),
+                })
+                .as_bytes(),
+            ),
+        )
+        .await;
+    for (id, why) in [
+        (&script, "not a #cloud-config"),
+        (&broken, "not valid"),
+        (&foreign, "stack \"other\""),
+    ] {
         assert!(
-            state_is(&booter, id, |s| matches!(s, AgentState::SkippedBadUserData(r) if r.contains(why))).await,
+            state_is(
+                &booter,
+                id,
+                |s| matches!(s, AgentState::SkippedBadUserData(r) if r.contains(why))
+            )
+            .await,
             "{id}: {:?}",
             booter.state(id)
         );
@@ -301,7 +411,16 @@ async fn fake_master_missing_secret_fails_the_boot() {
     cfg.secret_wait = Duration::from_millis(400);
     let booter = Booter::new(&farm.sdk, cfg).spawn();
     let id = farm.launch(&url, None).await;
-    assert!(state_is(&booter, &id, |s| matches!(s, AgentState::Failed(r) if r.contains("did not appear"))).await, "{:?}", booter.state(&id));
+    assert!(
+        state_is(
+            &booter,
+            &id,
+            |s| matches!(s, AgentState::Failed(r) if r.contains("did not appear"))
+        )
+        .await,
+        "{:?}",
+        booter.state(&id)
+    );
     assert_eq!(master.jar_fetches(), 0);
     booter.shutdown().await;
 }
@@ -314,12 +433,28 @@ async fn fake_master_terminated_instance_disconnects() {
     let id = farm.launch(&url, None).await;
     master.add_agent(&id, "s");
     put_agent_secret(&farm.ssm, STACK, &id, "s").await;
-    assert!(wait_until_async(LIMIT, || { let ok = master.online(&id); async move { ok } }).await);
+    assert!(
+        wait_until_async(LIMIT, || {
+            let ok = master.online(&id);
+            async move { ok }
+        })
+        .await
+    );
     farm.terminate(&id).await;
-    assert!(wait_until_async(LIMIT, || { let ok = !master.online(&id); async move { ok } }).await);
+    assert!(
+        wait_until_async(LIMIT, || {
+            let ok = !master.online(&id);
+            async move { ok }
+        })
+        .await
+    );
     assert!(state_is(&booter, &id, |s| *s == AgentState::Stopped).await);
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(master.handshakes(&id).len(), 1, "a terminated instance must not reconnect");
+    assert_eq!(
+        master.handshakes(&id).len(),
+        1,
+        "a terminated instance must not reconnect"
+    );
     booter.shutdown().await;
 }
 
@@ -344,17 +479,55 @@ async fn fake_master_faults_behave_as_named() {
     let booter = booter.spawn();
 
     // DiesAfter: connects, then drops after 300 ms and never comes back.
-    assert!(state_is(&booter, &after, |s| matches!(s, AgentState::Dead(_))).await, "{:?}", booter.state(&after));
-    assert!(wait_until_async(LIMIT, || { let ok = !master.online(&after); async move { ok } }).await);
+    assert!(
+        state_is(&booter, &after, |s| matches!(s, AgentState::Dead(_))).await,
+        "{:?}",
+        booter.state(&after)
+    );
+    assert!(
+        wait_until_async(LIMIT, || {
+            let ok = !master.online(&after);
+            async move { ok }
+        })
+        .await
+    );
 
     // DiesMidBuild: connected until the first build starts on it.
-    assert!(wait_until_async(LIMIT, || { let ok = master.online(&mid_build); async move { ok } }).await);
-    master.send(&mid_build, Ctl::Text(r#"{"type":"build_started","job":"app","number":1}"#.into()));
-    assert!(state_is(&booter, &mid_build, |s| matches!(s, AgentState::Dead(r) if r.contains("DiesMidBuild"))).await);
-    assert!(wait_until_async(LIMIT, || { let ok = !master.online(&mid_build); async move { ok } }).await);
+    assert!(
+        wait_until_async(LIMIT, || {
+            let ok = master.online(&mid_build);
+            async move { ok }
+        })
+        .await
+    );
+    master.send(
+        &mid_build,
+        Ctl::Text(r#"{"type":"build_started","job":"app","number":1}"#.into()),
+    );
+    assert!(
+        state_is(
+            &booter,
+            &mid_build,
+            |s| matches!(s, AgentState::Dead(r) if r.contains("DiesMidBuild"))
+        )
+        .await
+    );
+    assert!(
+        wait_until_async(LIMIT, || {
+            let ok = !master.online(&mid_build);
+            async move { ok }
+        })
+        .await
+    );
 
     // ConnectsLate: not before its extra delay.
-    assert!(wait_until_async(LIMIT, || { let ok = master.online(&late); async move { ok } }).await);
+    assert!(
+        wait_until_async(LIMIT, || {
+            let ok = master.online(&late);
+            async move { ok }
+        })
+        .await
+    );
     assert!(started.elapsed() >= Duration::from_millis(1500));
 
     // NeverConnects: booted (secret, agent.jar) but no handshake, ever.
@@ -362,7 +535,11 @@ async fn fake_master_faults_behave_as_named() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(master.handshakes(&never).is_empty());
     assert_eq!(master.handshakes(&after).len(), 1, "a dead agent came back");
-    assert_eq!(master.handshakes(&mid_build).len(), 1, "a dead agent came back");
+    assert_eq!(
+        master.handshakes(&mid_build).len(),
+        1,
+        "a dead agent came back"
+    );
 
     let stats = booter.stats();
     assert_eq!(stats.dead.len(), 2, "{stats:?}");
@@ -377,7 +554,9 @@ async fn fake_master_faults_behave_as_named() {
 use longshore_farm::jenkins::{JobKind, RunningSim, SimConfig, Simulator};
 
 async fn simulator() -> RunningSim {
-    Simulator::start(SimConfig::default(), "127.0.0.1:0".parse().unwrap()).await.expect("simulator")
+    Simulator::start(SimConfig::default(), "127.0.0.1:0".parse().unwrap())
+        .await
+        .expect("simulator")
 }
 
 /// `offline` of `GET /computer/<name>/api/json`, read over the wire as the scaler reads it.
@@ -395,14 +574,19 @@ async fn node_offline(sim: &RunningSim, name: &str) -> Option<bool> {
 }
 
 async fn goes(sim: &RunningSim, name: &str, offline: bool) -> bool {
-    wait_until_async(LIMIT, || async move { node_offline(sim, name).await == Some(offline) }).await
+    wait_until_async(LIMIT, || async move {
+        node_offline(sim, name).await == Some(offline)
+    })
+    .await
 }
 
 /// Launches an instance with the rendered user data, creates its node, stores `secret` (the
 /// node's own when `None`) where the scaler does, as the scaler's launch does.
 async fn launch_node(farm: &Farm, sim: &RunningSim, secret: Option<&str>) -> String {
     let id = farm.launch(&sim.url(), None).await;
-    sim.sim().create_agent(&id, "docker", 1).expect("create node");
+    sim.sim()
+        .create_agent(&id, "docker", 1)
+        .expect("create node");
     let real = sim.sim().agent_secret(&id).expect("node secret");
     put_agent_secret(&farm.ssm, STACK, &id, secret.unwrap_or(&real)).await;
     id
@@ -415,11 +599,18 @@ async fn sim_booted_instance_goes_online_and_terminated_goes_offline() {
     let booter = Booter::new(&farm.sdk, config()).spawn();
     let id = launch_node(&farm, &sim, None).await;
     assert_eq!(node_offline(&sim, &id).await, Some(true));
-    assert!(goes(&sim, &id, false).await, "node never came online: {:?}", booter.state(&id));
+    assert!(
+        goes(&sim, &id, false).await,
+        "node never came online: {:?}",
+        booter.state(&id)
+    );
     assert_eq!(booter.stats().connected, 1);
 
     farm.terminate(&id).await;
-    assert!(goes(&sim, &id, true).await, "node stayed online after termination");
+    assert!(
+        goes(&sim, &id, true).await,
+        "node stayed online after termination"
+    );
     assert!(state_is(&booter, &id, |s| *s == AgentState::Stopped).await);
     booter.shutdown().await;
     sim.shutdown().await;
@@ -432,7 +623,12 @@ async fn sim_wrong_secret_never_comes_online_and_is_recorded() {
     let booter = Booter::new(&farm.sdk, config()).spawn();
     let id = launch_node(&farm, &sim, Some("not-the-node-secret")).await;
     assert!(
-        state_is(&booter, &id, |s| matches!(s, AgentState::Refused(r) if r.contains("403"))).await,
+        state_is(
+            &booter,
+            &id,
+            |s| matches!(s, AgentState::Refused(r) if r.contains("403"))
+        )
+        .await,
         "{:?}",
         booter.state(&id)
     );
@@ -449,11 +645,20 @@ async fn sim_malformed_user_data_is_skipped() {
     let farm = farm().await;
     let sim = simulator().await;
     let booter = Booter::new(&farm.sdk, config()).spawn();
-    let id = farm.launch(&sim.url(), Some(b"#cloud-config\npackages: [git]\n")).await;
-    sim.sim().create_agent(&id, "docker", 1).expect("create node");
+    let id = farm
+        .launch(&sim.url(), Some(b"#cloud-config\npackages: [git]\n"))
+        .await;
+    sim.sim()
+        .create_agent(&id, "docker", 1)
+        .expect("create node");
     put_agent_secret(&farm.ssm, STACK, &id, &sim.sim().agent_secret(&id).unwrap()).await;
     assert!(
-        state_is(&booter, &id, |s| matches!(s, AgentState::SkippedBadUserData(r) if r.contains("agent.env"))).await,
+        state_is(
+            &booter,
+            &id,
+            |s| matches!(s, AgentState::SkippedBadUserData(r) if r.contains("agent.env"))
+        )
+        .await,
         "{:?}",
         booter.state(&id)
     );
@@ -480,24 +685,48 @@ async fn sim_faults_behave_as_named() {
     let booter = booter.spawn();
 
     // DiesAfter: online, then offline for good.
-    assert!(state_is(&booter, &after, |s| matches!(s, AgentState::Dead(_))).await, "{:?}", booter.state(&after));
+    assert!(
+        state_is(&booter, &after, |s| matches!(s, AgentState::Dead(_))).await,
+        "{:?}",
+        booter.state(&after)
+    );
     assert!(goes(&sim, &after, true).await);
 
     // DiesMidBuild: online until a build starts on it; the build is lost.
     assert!(goes(&sim, &mid_build, false).await);
     assert!(goes(&sim, &late, false).await);
-    assert!(started.elapsed() >= Duration::from_millis(1500), "ConnectsLate connected early");
-    // A node's name is one of its labels: the build lands on `mid_build`.
-    sim.sim().submit("app", Some(&mid_build), Duration::from_secs(30), JobKind::Freestyle).expect("submit");
     assert!(
-        state_is(&booter, &mid_build, |s| matches!(s, AgentState::Dead(r) if r.contains("DiesMidBuild"))).await,
+        started.elapsed() >= Duration::from_millis(1500),
+        "ConnectsLate connected early"
+    );
+    // A node's name is one of its labels: the build lands on `mid_build`.
+    sim.sim()
+        .submit(
+            "app",
+            Some(&mid_build),
+            Duration::from_secs(30),
+            JobKind::Freestyle,
+        )
+        .expect("submit");
+    assert!(
+        state_is(
+            &booter,
+            &mid_build,
+            |s| matches!(s, AgentState::Dead(r) if r.contains("DiesMidBuild"))
+        )
+        .await,
         "{:?}",
         booter.state(&mid_build)
     );
     assert!(goes(&sim, &mid_build, true).await);
     assert!(
         wait_until_async(LIMIT, || {
-            let lost = sim.sim().stats().builds_lost.iter().any(|b| b.node == mid_build && b.job == "app");
+            let lost = sim
+                .sim()
+                .stats()
+                .builds_lost
+                .iter()
+                .any(|b| b.node == mid_build && b.job == "app");
             async move { lost }
         })
         .await,
@@ -509,8 +738,16 @@ async fn sim_faults_behave_as_named() {
     assert!(state_is(&booter, &never, |s| *s == AgentState::NeverConnects).await);
     assert_eq!(node_offline(&sim, &never).await, Some(true));
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(node_offline(&sim, &after).await, Some(true), "a dead agent came back");
-    assert_eq!(node_offline(&sim, &mid_build).await, Some(true), "a dead agent came back");
+    assert_eq!(
+        node_offline(&sim, &after).await,
+        Some(true),
+        "a dead agent came back"
+    );
+    assert_eq!(
+        node_offline(&sim, &mid_build).await,
+        Some(true),
+        "a dead agent came back"
+    );
     assert_eq!(node_offline(&sim, &late).await, Some(false));
     booter.shutdown().await;
     sim.shutdown().await;

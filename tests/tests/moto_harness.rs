@@ -24,11 +24,20 @@ async fn put(server: &MotoServer, name: &str, value: &str) {
 
 async fn get(server: &MotoServer, name: &str) -> Option<String> {
     let ssm = aws_sdk_ssm::Client::new(&server.sdk_config().await);
-    match ssm.get_parameter().name(name).with_decryption(true).send().await {
+    match ssm
+        .get_parameter()
+        .name(name)
+        .with_decryption(true)
+        .send()
+        .await
+    {
         Ok(out) => out.parameter().and_then(|p| p.value()).map(str::to_string),
         Err(e) => {
             let service = e.into_service_error();
-            assert!(service.is_parameter_not_found(), "unexpected error: {service:?}");
+            assert!(
+                service.is_parameter_not_found(),
+                "unexpected error: {service:?}"
+            );
             None
         }
     }
@@ -41,7 +50,10 @@ async fn two_servers_are_independent() {
     assert_ne!(a.port(), b.port());
     assert_ne!(a.pid(), b.pid());
     put(&a, "/longshore/t/agents/i-a", "only-in-a").await;
-    assert_eq!(get(&a, "/longshore/t/agents/i-a").await.as_deref(), Some("only-in-a"));
+    assert_eq!(
+        get(&a, "/longshore/t/agents/i-a").await.as_deref(),
+        Some("only-in-a")
+    );
     assert_eq!(get(&b, "/longshore/t/agents/i-a").await, None);
 }
 
@@ -59,7 +71,10 @@ async fn prepare_network_makes_a_dns_vpc_with_two_subnets_in_two_zones() {
     let server = MotoServer::start().expect("start");
     let net = server.prepare_network().await.expect("network");
     assert_eq!(net.subnets.len(), 2);
-    assert_ne!(net.subnets[0].availability_zone, net.subnets[1].availability_zone);
+    assert_ne!(
+        net.subnets[0].availability_zone,
+        net.subnets[1].availability_zone
+    );
     let ec2 = aws_sdk_ec2::Client::new(&server.sdk_config().await);
     let attr = ec2
         .describe_vpc_attribute()
@@ -68,7 +83,10 @@ async fn prepare_network_makes_a_dns_vpc_with_two_subnets_in_two_zones() {
         .send()
         .await
         .expect("DescribeVpcAttribute");
-    assert_eq!(attr.enable_dns_hostnames().and_then(|v| v.value()), Some(true));
+    assert_eq!(
+        attr.enable_dns_hostnames().and_then(|v| v.value()),
+        Some(true)
+    );
 }
 
 #[test]
@@ -79,7 +97,10 @@ fn server_is_gone_after_drop() {
     assert!(pid_alive(pid));
     drop(server);
     assert!(!pid_alive(pid), "moto pid {pid} still alive after drop");
-    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err(), "port {port} still answers");
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "port {port} still answers"
+    );
 }
 
 #[test]
@@ -166,6 +187,9 @@ fn missing_venv_names_the_path_and_make_setup() {
         .lines()
         .find_map(|l| l.split_once("LONGSHORE_ERROR=").map(|(_, e)| e))
         .unwrap_or_else(|| panic!("no error line in {stdout}"));
-    assert!(line.contains("/nonexistent/longshore-venv/bin/moto_server"), "{line}");
+    assert!(
+        line.contains("/nonexistent/longshore-venv/bin/moto_server"),
+        "{line}"
+    );
     assert!(line.contains("make setup"), "{line}");
 }

@@ -516,9 +516,7 @@ async fn handle(AxState(sim): AxState<Simulator>, req: Request) -> Response {
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
     let form = if is_form {
-        let parsed = std::str::from_utf8(&body)
-            .ok()
-            .and_then(parse_urlencoded);
+        let parsed = std::str::from_utf8(&body).ok().and_then(parse_urlencoded);
         match parsed {
             Some(f) => f,
             None => return bad_request("Malformed form submission", &uri),
@@ -682,7 +680,9 @@ fn route(st: &mut State, now: Instant, req: &Req) -> Response {
         }
         ["computer", "api", "json"] => {
             let cx = Ctx::new(st, now_ms);
-            api_json(req, "hudson.model.ComputerSet", |o| model::computer_set(o, &cx))
+            api_json(req, "hudson.model.ComputerSet", |o| {
+                model::computer_set(o, &cx)
+            })
         }
         ["computer", "doCreateItem"] => do_create_node(st, now, req),
         ["computer", "createItem"] => create_node_xml(st, now, req),
@@ -1152,12 +1152,10 @@ fn sim_route(sim: &Simulator, req: &Req) -> Response {
                 None => plain(StatusCode::NOT_FOUND, format!("no such node: {name}")),
             }
         }
-        (["__sim", "stats"], m) if *m == Method::GET => {
-            match serde_json::to_string(&sim.stats()) {
-                Ok(s) => json_body(StatusCode::OK, s),
-                Err(e) => plain(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-            }
-        }
+        (["__sim", "stats"], m) if *m == Method::GET => match serde_json::to_string(&sim.stats()) {
+            Ok(s) => json_body(StatusCode::OK, s),
+            Err(e) => plain(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        },
         _ => plain(StatusCode::NOT_FOUND, "unknown simulator endpoint"),
     }
 }
@@ -1177,11 +1175,9 @@ async fn ws_agents(
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned)
     };
-    let (Some(agent), Some(secret), Some(_capability)) = (
-        h("Node-Name"),
-        h("Secret-Key"),
-        h("X-Remoting-Capability"),
-    ) else {
+    let (Some(agent), Some(secret), Some(_capability)) =
+        (h("Node-Name"), h("Secret-Key"), h("X-Remoting-Capability"))
+    else {
         return bad_request(msg::WS_ONLY_FOR_AGENT_JAR, uri);
     };
     let cookie = h("Connection-Cookie");

@@ -240,10 +240,7 @@ mod tests {
 
     #[test]
     fn composite_sorts_dedups_and_truncates() {
-        assert_eq!(
-            composite(vec!["b".into(), "a".into(), "b".into()]),
-            "a; b"
-        );
+        assert_eq!(composite(vec!["b".into(), "a".into(), "b".into()]), "a; b");
         let many: Vec<String> = (0..7).map(|i| format!("r{i}")).collect();
         assert_eq!(composite(many), "r0; r1; r2; r3; r4; ... and 2 more");
     }

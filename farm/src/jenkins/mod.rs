@@ -243,7 +243,14 @@ impl Simulator {
             } else if let Some(j) = st.jobs.get_mut(job) {
                 j.label = label.map(str::to_owned);
             }
-            st.schedule(job, Some(Duration::ZERO), Vec::new(), Some(duration), false, now)
+            st.schedule(
+                job,
+                Some(Duration::ZERO),
+                Vec::new(),
+                Some(duration),
+                false,
+                now,
+            )
         })
     }
 

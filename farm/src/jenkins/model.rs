@@ -15,7 +15,7 @@ use longshore::domain::labels::LabelExpr;
 
 use super::messages as msg;
 use super::state::{ItemState, JobKind, Left, Node, QItem, State, Task};
-use super::tree::{Obj, Val, VIS, VIS_ALL, VIS2};
+use super::tree::{Obj, VIS, VIS_ALL, VIS2, Val};
 
 /// Rendering context: the state, the time, and a cache of `why` texts per label (the text of a
 /// buildable item depends only on its label, so a 10,000-item queue needs few computations).
@@ -133,7 +133,11 @@ pub(crate) fn queue(o: &mut Obj<'_, '_>, cx: &Ctx<'_>) {
 
 fn actions(v: Val<'_, '_>, item: &QItem) {
     // A ParametersAction only when the build has parameters, then the CauseAction.
-    let kinds: &[bool] = if item.params.is_empty() { &[false] } else { &[true, false] };
+    let kinds: &[bool] = if item.params.is_empty() {
+        &[false]
+    } else {
+        &[true, false]
+    };
     v.list(kinds.iter().copied(), |v, parameters| {
         if !parameters {
             return v.obj(Some("hudson.model.CauseAction"), |o| causes(o, item));
@@ -155,7 +159,11 @@ fn causes(o: &mut Obj<'_, '_>, item: &QItem) {
     if let Some(v) = o.prop("causes", VIS_ALL) {
         v.list([()], |v, ()| {
             v.obj(Some("hudson.model.Cause$UserIdCause"), |o| {
-                o.str("shortDescription", VIS_ALL, &msg::started_by_user(&item.user));
+                o.str(
+                    "shortDescription",
+                    VIS_ALL,
+                    &msg::started_by_user(&item.user),
+                );
                 o.str("userId", VIS_ALL, &item.user);
                 o.str("userName", VIS_ALL, &item.user);
             })
@@ -182,8 +190,16 @@ fn task(o: &mut Obj<'_, '_>, cx: &Ctx<'_>, t: &Task) {
         Task::Placeholder { job, run } => {
             // PlaceholderTask exports url, name, fullDisplayName with the default visibility:
             // at the default depth the nested task is only its `_class`.
-            o.str("fullDisplayName", VIS, &msg::placeholder_display_name(&format!("{job} #{run}")));
-            o.str("name", VIS, &msg::placeholder_display_name(&format!("{job} #{run}")));
+            o.str(
+                "fullDisplayName",
+                VIS,
+                &msg::placeholder_display_name(&format!("{job} #{run}")),
+            );
+            o.str(
+                "name",
+                VIS,
+                &msg::placeholder_display_name(&format!("{job} #{run}")),
+            );
             o.str("url", VIS, &format!("job/{job}/{run}/"));
         }
     }
@@ -213,7 +229,9 @@ fn item_common(o: &mut Obj<'_, '_>, cx: &Ctx<'_>, item: &QItem, state: Option<It
     let stuck = state.is_some() && cx.st.stuck(item, cx.now_ms);
     o.bool("stuck", VIS_ALL, stuck);
     if let Some(v) = o.prop("task", VIS_ALL) {
-        v.obj(Some(task_class(cx, &item.task)), |o| task(o, cx, &item.task));
+        v.obj(Some(task_class(cx, &item.task)), |o| {
+            task(o, cx, &item.task)
+        });
     }
     o.str("url", VIS_ALL, &format!("queue/item/{}/", item.id));
     if let Some(v) = o.prop("why", VIS_ALL) {
@@ -291,7 +309,15 @@ pub(crate) fn computer(o: &mut Obj<'_, '_>, cx: &Ctx<'_>, n: &Node) {
     if let Some(v) = o.prop("assignedLabels", VIS) {
         v.list(&n.labels, |v, l| v.obj(None, |o| o.str("name", VIS2, l)));
     }
-    o.str("description", VIS, if n.builtin { msg::BUILT_IN_DESCRIPTION } else { "" });
+    o.str(
+        "description",
+        VIS,
+        if n.builtin {
+            msg::BUILT_IN_DESCRIPTION
+        } else {
+            ""
+        },
+    );
     o.str("displayName", VIS, n.display_name());
     if let Some(v) = o.prop("executors", VIS) {
         v.list(n.executors.iter().enumerate(), |v, (i, slot)| {
@@ -359,7 +385,10 @@ pub(crate) fn computer(o: &mut Obj<'_, '_>, cx: &Ctx<'_>, n: &Node) {
             let text = format!(
                 "Disconnected by {}{}",
                 t.user,
-                t.message.as_ref().map(|m| format!(" : {m}")).unwrap_or_default()
+                t.message
+                    .as_ref()
+                    .map(|m| format!(" : {m}"))
+                    .unwrap_or_default()
             );
             v.obj(Some("hudson.slaves.OfflineCause$UserCause"), |o| {
                 o.str("description", VIS, &text);
@@ -404,12 +433,15 @@ fn monitor_data(v: Val<'_, '_>, n: &Node) {
             return v.null();
         }
         match i {
-            0 => v.obj(Some("hudson.node_monitors.SwapSpaceMonitor$MemoryUsage2"), |o| {
-                o.int("availablePhysicalMemory", VIS, 6_442_450_944);
-                o.int("availableSwapSpace", VIS, 0);
-                o.int("totalPhysicalMemory", VIS, 8_589_934_592);
-                o.int("totalSwapSpace", VIS, 0);
-            }),
+            0 => v.obj(
+                Some("hudson.node_monitors.SwapSpaceMonitor$MemoryUsage2"),
+                |o| {
+                    o.int("availablePhysicalMemory", VIS, 6_442_450_944);
+                    o.int("availableSwapSpace", VIS, 0);
+                    o.int("totalPhysicalMemory", VIS, 8_589_934_592);
+                    o.int("totalSwapSpace", VIS, 0);
+                },
+            ),
             1 => v.str("Linux (amd64)"),
             2 => v.obj(Some("hudson.node_monitors.ResponseTimeMonitor$Data"), |o| {
                 o.int("average", VIS, if online { 12 } else { 5000 })
@@ -428,7 +460,9 @@ fn monitor_data(v: Val<'_, '_>, n: &Node) {
                     o.int("size", VIS, 53_687_091_200);
                 },
             ),
-            _ => v.obj(Some("hudson.util.ClockDifference"), |o| o.int("diff", VIS, 0)),
+            _ => v.obj(Some("hudson.util.ClockDifference"), |o| {
+                o.int("diff", VIS, 0)
+            }),
         }
     });
 }
@@ -496,8 +530,7 @@ pub(crate) fn label(o: &mut Obj<'_, '_>, cx: &Ctx<'_>, l: &LabelExpr) {
     if let Some(v) = o.prop("tiedJobs", VIS) {
         let tied = st.jobs.values().filter(|j| {
             j.kind == JobKind::Freestyle
-                && longshore::domain::labels::assigned_label(j.label.as_deref()).as_ref()
-                    == Some(l)
+                && longshore::domain::labels::assigned_label(j.label.as_deref()).as_ref() == Some(l)
         });
         v.list(tied, |v, j| {
             v.obj(Some(j.class()), |o| {

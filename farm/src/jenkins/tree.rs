@@ -133,7 +133,11 @@ impl<'a> Reader<'a> {
         if self.accept(tok) {
             Ok(())
         } else {
-            Err(format!("expected {} at {}", tok.java_name(), self.java_pos()))
+            Err(format!(
+                "expected {} at {}",
+                tok.java_name(),
+                self.java_pos()
+            ))
         }
     }
 
@@ -574,8 +578,7 @@ mod tests {
         ];
         for (spec, want) in cases {
             let t = parse_tree(spec).unwrap();
-            let got: serde_json::Value =
-                serde_json::from_str(&sample(Pruner::Tree(&t))).unwrap();
+            let got: serde_json::Value = serde_json::from_str(&sample(Pruner::Tree(&t))).unwrap();
             assert_eq!(&got, want, "tree={spec}");
         }
     }

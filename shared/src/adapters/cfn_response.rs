@@ -50,10 +50,12 @@ pub struct HttpResponder {
 pub fn url_host(url: &str) -> String {
     reqwest::Url::parse(url)
         .ok()
-        .and_then(|u| u.host_str().map(|h| match u.port() {
-            Some(port) => format!("{h}:{port}"),
-            None => h.to_string(),
-        }))
+        .and_then(|u| {
+            u.host_str().map(|h| match u.port() {
+                Some(port) => format!("{h}:{port}"),
+                None => h.to_string(),
+            })
+        })
         .unwrap_or_else(|| "(unparsable URL)".to_string())
 }
 
@@ -105,14 +107,22 @@ impl HttpResponder {
             };
             tracing::warn!(host = %host, attempt, error = %last, "custom resource response not delivered");
             if !retry {
-                return Err(ResponseError { host, attempts: attempt, last });
+                return Err(ResponseError {
+                    host,
+                    attempts: attempt,
+                    last,
+                });
             }
             if attempt < attempts {
                 tokio::time::sleep(backoff).await;
                 backoff = backoff.saturating_mul(2);
             }
         }
-        Err(ResponseError { host, attempts, last })
+        Err(ResponseError {
+            host,
+            attempts,
+            last,
+        })
     }
 }
 

@@ -44,6 +44,9 @@ pub struct NewAgent<'a> {
     pub executors: u32,
     pub description: &'a str,
     pub remote_fs: &'a str,
+    /// `NORMAL` takes any work its labels allow, including unlabelled items; `EXCLUSIVE` only
+    /// items whose label expression names it.
+    pub exclusive: bool,
 }
 
 impl JenkinsClient {
@@ -100,7 +103,7 @@ impl JenkinsClient {
             "numExecutors": agent.executors,
             "remoteFS": agent.remote_fs,
             "labelString": agent.labels,
-            "mode": "EXCLUSIVE",
+            "mode": if agent.exclusive { "EXCLUSIVE" } else { "NORMAL" },
             "type": "hudson.slaves.DumbSlave$DescriptorImpl",
             "retentionStrategy": {"stapler-class": "hudson.slaves.RetentionStrategy$Always"},
             "nodeProperties": {"stapler-class-bag": "true"},

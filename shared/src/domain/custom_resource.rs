@@ -167,10 +167,16 @@ fn only_known(map: &Map<String, Value>, parent: &str, known: &[&str]) -> Result<
     }
 }
 
-fn string(map: &Map<String, Value>, parent: &str, key: &str) -> Result<Option<String>, PropertyError> {
+fn string(
+    map: &Map<String, Value>,
+    parent: &str,
+    key: &str,
+) -> Result<Option<String>, PropertyError> {
     match map.get(key) {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::String(text)) if text.trim().is_empty() => fail(at(parent, key), "must not be empty"),
+        Some(Value::String(text)) if text.trim().is_empty() => {
+            fail(at(parent, key), "must not be empty")
+        }
         Some(Value::String(text)) => Ok(Some(text.trim().to_string())),
         Some(_) => fail(at(parent, key), "must be a string"),
     }
@@ -201,13 +207,21 @@ fn number(
         },
         Some(Value::String(text)) => match text.trim().parse::<u32>() {
             Ok(n) => n,
-            Err(_) => return fail(path, format!("must be a whole number, found {}", shown(text))),
+            Err(_) => {
+                return fail(
+                    path,
+                    format!("must be a whole number, found {}", shown(text)),
+                );
+            }
         },
         Some(_) => return fail(path, "must be a whole number"),
     };
     let (min, max) = range;
     if value < min || value > max {
-        return fail(path, format!("must be between {min} and {max}, found {value}"));
+        return fail(
+            path,
+            format!("must be between {min} and {max}, found {value}"),
+        );
     }
     Ok(value)
 }
@@ -231,7 +245,10 @@ fn list<'a>(
         return fail(path, format!("must list at least one {what}"));
     }
     if items.len() > max {
-        return fail(path, format!("lists {} {what}, at most {max} allowed", items.len()));
+        return fail(
+            path,
+            format!("lists {} {what}, at most {max} allowed", items.len()),
+        );
     }
     Ok(items
         .iter()
@@ -255,14 +272,20 @@ fn id_ref(value: &Value, path: &str, prefix: &str, what: &str) -> Result<IdRef, 
             let stack = required(map, path, "Stack")?;
             let logical_id = required(map, path, "LogicalId")?;
             if !is_stack_name(&stack) && !stack.starts_with("arn:") {
-                return fail(at(path, "Stack"), format!("{} is not a stack name or ID", shown(&stack)));
+                return fail(
+                    at(path, "Stack"),
+                    format!("{} is not a stack name or ID", shown(&stack)),
+                );
             }
             IdSource::StackResource { stack, logical_id }
         }
         _ => {
             let id = item_string(value, path)?;
             if !prefix.is_empty() && !looks_like_id(&id, prefix) {
-                return fail(path, format!("{} is not a {what} ID ({prefix}…)", shown(&id)));
+                return fail(
+                    path,
+                    format!("{} is not a {what} ID ({prefix}…)", shown(&id)),
+                );
             }
             IdSource::Literal(id)
         }
@@ -296,7 +319,10 @@ fn is_master_name(name: &str) -> bool {
 }
 
 fn is_token(text: &str, extra: &str) -> bool {
-    text.len() <= 64 && text.chars().all(|c| c.is_ascii_alphanumeric() || extra.contains(c))
+    text.len() <= 64
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || extra.contains(c))
 }
 
 fn is_instance_type(name: &str) -> bool {
@@ -322,8 +348,14 @@ fn http_url(text: &str, path: &str) -> Result<String, PropertyError> {
         return fail(path, format!("{} is not an http(s) URL", shown(text)));
     };
     let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    if host.is_empty() || text.chars().any(|c| c.is_whitespace() || c.is_control()) || text.len() > 2048 {
-        return fail(path, format!("{} is not a usable URL (a host, no spaces)", shown(text)));
+    if host.is_empty()
+        || text.chars().any(|c| c.is_whitespace() || c.is_control())
+        || text.len() > 2048
+    {
+        return fail(
+            path,
+            format!("{} is not a usable URL (a host, no spaces)", shown(text)),
+        );
     }
     if text.contains(['?', '#']) {
         return fail(path, "must not carry a query or fragment");
@@ -344,7 +376,6 @@ pub fn parse_properties(value: &Value) -> Result<Properties, PropertyError> {
         Value::Object(map) => map,
         _ => return fail("ResourceProperties", "must be an object"),
     };
-    only_known(map, "", TOP_LEVEL)?;
 
     let launch_template = match map.get("LaunchTemplate") {
         None | Some(Value::Null) => return fail("LaunchTemplate", "is required"),
@@ -380,7 +411,13 @@ pub fn parse_properties(value: &Value) -> Result<Properties, PropertyError> {
     let jenkins_url = http_url(&required(map, "", "JenkinsUrl")?, "JenkinsUrl")?;
     let admin_user = string(map, "", "AdminUser")?.unwrap_or_else(|| "admin".to_string());
     if !is_token(&admin_user, "_.-") {
-        return fail("AdminUser", format!("{} may hold only letters, digits, _ . -", shown(&admin_user)));
+        return fail(
+            "AdminUser",
+            format!(
+                "{} may hold only letters, digits, _ . -",
+                shown(&admin_user)
+            ),
+        );
     }
 
     let mut masters: Vec<MasterProps> = Vec::new();
@@ -391,11 +428,17 @@ pub fn parse_properties(value: &Value) -> Result<Properties, PropertyError> {
         if !is_master_name(&name) {
             return fail(
                 at(&path, "Name"),
-                format!("{} must be lowercase letters, digits and -, starting with a letter, at most 32", shown(&name)),
+                format!(
+                    "{} must be lowercase letters, digits and -, starting with a letter, at most 32",
+                    shown(&name)
+                ),
             );
         }
         if masters.iter().any(|m| m.name == name) {
-            return fail(at(&path, "Name"), format!("{} is named twice", shown(&name)));
+            return fail(
+                at(&path, "Name"),
+                format!("{} is named twice", shown(&name)),
+            );
         }
         let service = string(entry, &path, "Service")?;
         let url = match string(entry, &path, "Url")? {
@@ -412,24 +455,40 @@ pub fn parse_properties(value: &Value) -> Result<Properties, PropertyError> {
     for (path, item) in list(map, "", "Labels", "label", 50)? {
         let label = parse_label(item, &path)?;
         if labels.iter().any(|l| l.name == label.name) {
-            return fail(at(&path, "Name"), format!("{} is defined twice", shown(&label.name)));
+            return fail(
+                at(&path, "Name"),
+                format!("{} is defined twice", shown(&label.name)),
+            );
         }
         if label.max_per_master > max_agents {
             return fail(
                 at(&path, "MaxPerMaster"),
-                format!("{} is more than MaxAgents ({max_agents})", label.max_per_master),
+                format!(
+                    "{} is more than MaxAgents ({max_agents})",
+                    label.max_per_master
+                ),
             );
         }
         labels.push(label);
     }
-    let warm: u64 = labels.iter().map(|l| u64::from(l.warm_minimum)).sum::<u64>() * masters.len() as u64;
+    let warm: u64 = labels
+        .iter()
+        .map(|l| u64::from(l.warm_minimum))
+        .sum::<u64>()
+        * masters.len() as u64;
     if warm > u64::from(max_agents) {
         return fail(
             "MaxAgents",
-            format!("{max_agents} cannot hold the warm minimums of all labels on {} masters ({warm} agents)", masters.len()),
+            format!(
+                "{max_agents} cannot hold the warm minimums of all labels on {} masters ({warm} agents)",
+                masters.len()
+            ),
         );
     }
 
+    // Unknown names last, so a request missing everything (a sample request) names the first
+    // required property rather than the first stranger.
+    only_known(map, "", TOP_LEVEL)?;
     Ok(Properties {
         launch_template,
         launch_template_version,
@@ -468,7 +527,13 @@ fn parse_label(item: &Value, path: &str) -> Result<LabelProps, PropertyError> {
     only_known(entry, path, LABEL_KEYS)?;
     let name = required(entry, path, "Name")?;
     if !is_token(&name, "_.-") {
-        return fail(at(path, "Name"), format!("{} may hold only letters, digits, _ . - (at most 64)", shown(&name)));
+        return fail(
+            at(path, "Name"),
+            format!(
+                "{} may hold only letters, digits, _ . - (at most 64)",
+                shown(&name)
+            ),
+        );
     }
     let node_labels = match entry.get("NodeLabels") {
         None | Some(Value::Null) => vec![name.clone()],
@@ -477,7 +542,10 @@ fn parse_label(item: &Value, path: &str) -> Result<LabelProps, PropertyError> {
             for (item_path, item) in list(entry, path, "NodeLabels", "node label", 20)? {
                 let label = item_string(item, &item_path)?;
                 if label.chars().any(char::is_whitespace) || !is_token(&label, "_.-:") {
-                    return fail(item_path, format!("{} is not a single Jenkins label", shown(&label)));
+                    return fail(
+                        item_path,
+                        format!("{} is not a single Jenkins label", shown(&label)),
+                    );
                 }
                 labels.push(label);
             }
@@ -489,10 +557,19 @@ fn parse_label(item: &Value, path: &str) -> Result<LabelProps, PropertyError> {
     for (item_path, item) in list(entry, path, "InstanceTypes", "instance type", 20)? {
         let instance_type = item_string(item, &item_path)?;
         if !is_instance_type(&instance_type) {
-            return fail(item_path, format!("{} is not an EC2 instance type (family.size)", shown(&instance_type)));
+            return fail(
+                item_path,
+                format!(
+                    "{} is not an EC2 instance type (family.size)",
+                    shown(&instance_type)
+                ),
+            );
         }
         if instance_types.contains(&instance_type) {
-            return fail(item_path, format!("{} is listed twice", shown(&instance_type)));
+            return fail(
+                item_path,
+                format!("{} is listed twice", shown(&instance_type)),
+            );
         }
         instance_types.push(instance_type);
     }
@@ -509,7 +586,12 @@ fn parse_label(item: &Value, path: &str) -> Result<LabelProps, PropertyError> {
         None | Some("never") => SpotPolicy::Never,
         Some("prefer") => SpotPolicy::Prefer,
         Some("only") => SpotPolicy::Only,
-        Some(other) => return fail(at(path, "Spot"), format!("{} is not one of never, prefer, only", shown(other))),
+        Some(other) => {
+            return fail(
+                at(path, "Spot"),
+                format!("{} is not one of never, prefer, only", shown(other)),
+            );
+        }
     };
     Ok(LabelProps {
         name,
@@ -534,7 +616,9 @@ pub fn instance_profile_name(text: &str) -> Option<&str> {
     };
     let ok = !name.is_empty()
         && name.len() <= 128
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c));
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c));
     ok.then_some(name)
 }
 
@@ -607,7 +691,10 @@ pub fn resolve(stack: &str, props: &Properties, facts: &Facts) -> Result<Resolve
     if !facts.launch_template_exists {
         return fail(
             &props.launch_template.path,
-            format!("launch template {} does not exist", shown(&facts.launch_template_id)),
+            format!(
+                "launch template {} does not exist",
+                shown(&facts.launch_template_id)
+            ),
         );
     }
     let mut subnets: Vec<Subnet> = Vec::new();
@@ -618,14 +705,20 @@ pub fn resolve(stack: &str, props: &Properties, facts: &Facts) -> Result<Resolve
             return fail(path, format!("subnet {} does not exist", shown(id)));
         };
         if subnets.iter().any(|s| &s.id == id) {
-            return fail(path, format!("subnet {id} is listed twice (after resolving references)"));
+            return fail(
+                path,
+                format!("subnet {id} is listed twice (after resolving references)"),
+            );
         }
         match &vpc {
             None => vpc = Some((fact.vpc_id.clone(), path)),
             Some((first, first_path)) if first != &fact.vpc_id => {
                 return fail(
                     path,
-                    format!("subnet {id} is in {}, but {first_path} is in {first}", fact.vpc_id),
+                    format!(
+                        "subnet {id} is in {}, but {first_path} is in {first}",
+                        fact.vpc_id
+                    ),
                 );
             }
             Some(_) => {}
@@ -646,18 +739,27 @@ pub fn resolve(stack: &str, props: &Properties, facts: &Facts) -> Result<Resolve
         if fact.vpc_id != vpc_id {
             return fail(
                 path,
-                format!("security group {id} is in {}, not in the subnets' {vpc_id}", fact.vpc_id),
+                format!(
+                    "security group {id} is in {}, not in the subnets' {vpc_id}",
+                    fact.vpc_id
+                ),
             );
         }
     }
     let Some(instance_profile_arn) = facts.instance_profile_arn.clone() else {
         return fail(
             &props.instance_profile.path,
-            format!("instance profile {} does not exist", shown(&facts.instance_profile)),
+            format!(
+                "instance profile {} does not exist",
+                shown(&facts.instance_profile)
+            ),
         );
     };
 
-    let zones: BTreeSet<&str> = subnets.iter().map(|s| s.availability_zone.as_str()).collect();
+    let zones: BTreeSet<&str> = subnets
+        .iter()
+        .map(|s| s.availability_zone.as_str())
+        .collect();
     let mut labels = Vec::new();
     for (index, label) in props.labels.iter().enumerate() {
         let placements: Vec<Placement> = label
@@ -792,9 +894,13 @@ impl OwnId {
     /// Reads an id longshore issued; `None` for anything else (nothing of ours to delete).
     pub fn parse(id: &str) -> Option<OwnId> {
         let mut parts = id.split('.');
-        let (Some("longshore"), Some(stack), Some(logical_id), Some(tag), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
-        else {
+        let (Some("longshore"), Some(stack), Some(logical_id), Some(tag), None) = (
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+        ) else {
             return None;
         };
         let hex12 = |t: &str| t.len() == 12 && t.bytes().all(|b| b.is_ascii_hexdigit());
@@ -814,7 +920,10 @@ impl OwnId {
     /// Where this id's parameters live.
     pub fn paths(&self) -> ParameterPaths {
         ParameterPaths {
-            root: format!("/longshore/{}/config/{}-{}/", self.stack, self.logical_id, self.tag),
+            root: format!(
+                "/longshore/{}/config/{}-{}/",
+                self.stack, self.logical_id, self.tag
+            ),
         }
     }
 }
@@ -893,7 +1002,9 @@ impl Response {
                 _ if !response.data.is_empty() => {
                     response.data.clear();
                     response.status = Status::Failed;
-                    response.reason = Some("the response data did not fit CloudFormation's 4096-byte limit".into());
+                    response.reason = Some(
+                        "the response data did not fit CloudFormation's 4096-byte limit".into(),
+                    );
                 }
                 _ => {
                     response.reason = Some("failed (reason too long to send)".into());
@@ -953,48 +1064,222 @@ mod tests {
         let cases: Vec<(&str, fn(&mut Value), &str)> = vec![
             ("not an object", |v| *v = json!("x"), "ResourceProperties"),
             ("typo", |v| v["Subnet"] = json!([]), "Subnet"),
-            ("no LaunchTemplate", |v| { v.as_object_mut().unwrap().remove("LaunchTemplate"); }, "LaunchTemplate"),
-            ("LaunchTemplate not lt-", |v| v["LaunchTemplate"] = json!("ami-123"), "LaunchTemplate"),
-            ("bad LT version", |v| v["LaunchTemplateVersion"] = json!("latest"), "LaunchTemplateVersion"),
-            ("Subnets missing", |v| { v.as_object_mut().unwrap().remove("Subnets"); }, "Subnets"),
+            (
+                "no LaunchTemplate",
+                |v| {
+                    v.as_object_mut().unwrap().remove("LaunchTemplate");
+                },
+                "LaunchTemplate",
+            ),
+            (
+                "LaunchTemplate not lt-",
+                |v| v["LaunchTemplate"] = json!("ami-123"),
+                "LaunchTemplate",
+            ),
+            (
+                "bad LT version",
+                |v| v["LaunchTemplateVersion"] = json!("latest"),
+                "LaunchTemplateVersion",
+            ),
+            (
+                "Subnets missing",
+                |v| {
+                    v.as_object_mut().unwrap().remove("Subnets");
+                },
+                "Subnets",
+            ),
             ("Subnets empty", |v| v["Subnets"] = json!([]), "Subnets"),
-            ("Subnets string", |v| v["Subnets"] = json!("subnet-0123456789abcdef0"), "Subnets"),
-            ("Subnets[1] not subnet", |v| v["Subnets"][1] = json!("sg-0123456789abcdef0"), "Subnets[1]"),
-            ("Subnets twice", |v| v["Subnets"][1] = json!("subnet-0123456789abcdef0"), "Subnets[1]"),
-            ("ref without LogicalId", |v| v["Subnets"][1] = json!({"Stack": "network"}), "Subnets[1].LogicalId"),
-            ("ref with extra key", |v| v["Subnets"][1]["Output"] = json!("x"), "Subnets[1].Output"),
-            ("SecurityGroups[0]", |v| v["SecurityGroups"][0] = json!(7), "SecurityGroups[0]"),
-            ("too many groups", |v| v["SecurityGroups"] = json!(["sg-00000001", "sg-00000002", "sg-00000003", "sg-00000004", "sg-00000005", "sg-00000006"]), "SecurityGroups"),
-            ("InstanceProfile bad", |v| v["InstanceProfile"] = json!("has spaces in it"), "InstanceProfile"),
-            ("InstanceProfile missing", |v| { v.as_object_mut().unwrap().remove("InstanceProfile"); }, "InstanceProfile"),
-            ("JenkinsUrl ftp", |v| v["JenkinsUrl"] = json!("ftp://x"), "JenkinsUrl"),
-            ("JenkinsUrl empty", |v| v["JenkinsUrl"] = json!(" "), "JenkinsUrl"),
-            ("JenkinsUrl query", |v| v["JenkinsUrl"] = json!("https://x/?a=1"), "JenkinsUrl"),
+            (
+                "Subnets string",
+                |v| v["Subnets"] = json!("subnet-0123456789abcdef0"),
+                "Subnets",
+            ),
+            (
+                "Subnets[1] not subnet",
+                |v| v["Subnets"][1] = json!("sg-0123456789abcdef0"),
+                "Subnets[1]",
+            ),
+            (
+                "Subnets twice",
+                |v| v["Subnets"][1] = json!("subnet-0123456789abcdef0"),
+                "Subnets[1]",
+            ),
+            (
+                "ref without LogicalId",
+                |v| v["Subnets"][1] = json!({"Stack": "network"}),
+                "Subnets[1].LogicalId",
+            ),
+            (
+                "ref with extra key",
+                |v| v["Subnets"][1]["Output"] = json!("x"),
+                "Subnets[1].Output",
+            ),
+            (
+                "SecurityGroups[0]",
+                |v| v["SecurityGroups"][0] = json!(7),
+                "SecurityGroups[0]",
+            ),
+            (
+                "too many groups",
+                |v| {
+                    v["SecurityGroups"] = json!([
+                        "sg-00000001",
+                        "sg-00000002",
+                        "sg-00000003",
+                        "sg-00000004",
+                        "sg-00000005",
+                        "sg-00000006"
+                    ])
+                },
+                "SecurityGroups",
+            ),
+            (
+                "InstanceProfile bad",
+                |v| v["InstanceProfile"] = json!("has spaces in it"),
+                "InstanceProfile",
+            ),
+            (
+                "InstanceProfile missing",
+                |v| {
+                    v.as_object_mut().unwrap().remove("InstanceProfile");
+                },
+                "InstanceProfile",
+            ),
+            (
+                "JenkinsUrl ftp",
+                |v| v["JenkinsUrl"] = json!("ftp://x"),
+                "JenkinsUrl",
+            ),
+            (
+                "JenkinsUrl empty",
+                |v| v["JenkinsUrl"] = json!(" "),
+                "JenkinsUrl",
+            ),
+            (
+                "JenkinsUrl query",
+                |v| v["JenkinsUrl"] = json!("https://x/?a=1"),
+                "JenkinsUrl",
+            ),
             ("AdminUser", |v| v["AdminUser"] = json!("a b"), "AdminUser"),
             ("Masters empty", |v| v["Masters"] = json!([]), "Masters"),
-            ("Masters[1].Name twice", |v| v["Masters"][1]["Name"] = json!("master-a"), "Masters[1].Name"),
-            ("Masters[0].Name upper", |v| v["Masters"][0]["Name"] = json!("Master_A"), "Masters[0].Name"),
-            ("Masters[0] string", |v| v["Masters"][0] = json!("master-a"), "Masters[0]"),
-            ("Masters[1].Url", |v| v["Masters"][1]["Url"] = json!("nope"), "Masters[1].Url"),
-            ("MaxAgents zero", |v| v["MaxAgents"] = json!("0"), "MaxAgents"),
-            ("MaxAgents text", |v| v["MaxAgents"] = json!("many"), "MaxAgents"),
-            ("MaxAgents negative", |v| v["MaxAgents"] = json!(-1), "MaxAgents"),
-            ("BootTimeoutSeconds", |v| v["BootTimeoutSeconds"] = json!("5"), "BootTimeoutSeconds"),
+            (
+                "Masters[1].Name twice",
+                |v| v["Masters"][1]["Name"] = json!("master-a"),
+                "Masters[1].Name",
+            ),
+            (
+                "Masters[0].Name upper",
+                |v| v["Masters"][0]["Name"] = json!("Master_A"),
+                "Masters[0].Name",
+            ),
+            (
+                "Masters[0] string",
+                |v| v["Masters"][0] = json!("master-a"),
+                "Masters[0]",
+            ),
+            (
+                "Masters[1].Url",
+                |v| v["Masters"][1]["Url"] = json!("nope"),
+                "Masters[1].Url",
+            ),
+            (
+                "MaxAgents zero",
+                |v| v["MaxAgents"] = json!("0"),
+                "MaxAgents",
+            ),
+            (
+                "MaxAgents text",
+                |v| v["MaxAgents"] = json!("many"),
+                "MaxAgents",
+            ),
+            (
+                "MaxAgents negative",
+                |v| v["MaxAgents"] = json!(-1),
+                "MaxAgents",
+            ),
+            (
+                "BootTimeoutSeconds",
+                |v| v["BootTimeoutSeconds"] = json!("5"),
+                "BootTimeoutSeconds",
+            ),
             ("Labels empty", |v| v["Labels"] = json!([]), "Labels"),
-            ("Labels[1].Name twice", |v| v["Labels"][1]["Name"] = json!("docker"), "Labels[1].Name"),
-            ("Labels[1].Name missing", |v| { v["Labels"][1].as_object_mut().unwrap().remove("Name"); }, "Labels[1].Name"),
-            ("Labels[1].InstanceTypes empty", |v| v["Labels"][1]["InstanceTypes"] = json!([]), "Labels[1].InstanceTypes"),
-            ("Labels[0].InstanceTypes[1] bad", |v| v["Labels"][0]["InstanceTypes"][1] = json!("large"), "Labels[0].InstanceTypes[1]"),
-            ("Labels[0].InstanceTypes[1] twice", |v| v["Labels"][0]["InstanceTypes"][1] = json!("c6i.large"), "Labels[0].InstanceTypes[1]"),
-            ("Labels[0].MaxPerMaster zero", |v| v["Labels"][0]["MaxPerMaster"] = json!("0"), "Labels[0].MaxPerMaster"),
-            ("Labels[0].MaxPerMaster > MaxAgents", |v| v["Labels"][0]["MaxPerMaster"] = json!("21"), "Labels[0].MaxPerMaster"),
-            ("Labels[0].WarmMinimum", |v| v["Labels"][0]["WarmMinimum"] = json!("6"), "Labels[0].WarmMinimum"),
-            ("Labels[0].IdleMinutes", |v| v["Labels"][0]["IdleMinutes"] = json!("0"), "Labels[0].IdleMinutes"),
-            ("Labels[0].Spot", |v| v["Labels"][0]["Spot"] = json!("sometimes"), "Labels[0].Spot"),
-            ("Labels[0].Executors", |v| v["Labels"][0]["Executors"] = json!("0"), "Labels[0].Executors"),
-            ("Labels[0].NodeLabels[0]", |v| v["Labels"][0]["NodeLabels"][0] = json!("two words"), "Labels[0].NodeLabels[0]"),
-            ("Labels[1].Extra", |v| v["Labels"][1]["Ami"] = json!("ami-1"), "Labels[1].Ami"),
-            ("warm minimums exceed MaxAgents", |v| { v["MaxAgents"] = json!("5"); v["Labels"][0]["MaxPerMaster"] = json!("5"); v["Labels"][0]["WarmMinimum"] = json!("3"); v["Labels"][1]["MaxPerMaster"] = json!("1"); }, "MaxAgents"),
+            (
+                "Labels[1].Name twice",
+                |v| v["Labels"][1]["Name"] = json!("docker"),
+                "Labels[1].Name",
+            ),
+            (
+                "Labels[1].Name missing",
+                |v| {
+                    v["Labels"][1].as_object_mut().unwrap().remove("Name");
+                },
+                "Labels[1].Name",
+            ),
+            (
+                "Labels[1].InstanceTypes empty",
+                |v| v["Labels"][1]["InstanceTypes"] = json!([]),
+                "Labels[1].InstanceTypes",
+            ),
+            (
+                "Labels[0].InstanceTypes[1] bad",
+                |v| v["Labels"][0]["InstanceTypes"][1] = json!("large"),
+                "Labels[0].InstanceTypes[1]",
+            ),
+            (
+                "Labels[0].InstanceTypes[1] twice",
+                |v| v["Labels"][0]["InstanceTypes"][1] = json!("c6i.large"),
+                "Labels[0].InstanceTypes[1]",
+            ),
+            (
+                "Labels[0].MaxPerMaster zero",
+                |v| v["Labels"][0]["MaxPerMaster"] = json!("0"),
+                "Labels[0].MaxPerMaster",
+            ),
+            (
+                "Labels[0].MaxPerMaster > MaxAgents",
+                |v| v["Labels"][0]["MaxPerMaster"] = json!("21"),
+                "Labels[0].MaxPerMaster",
+            ),
+            (
+                "Labels[0].WarmMinimum",
+                |v| v["Labels"][0]["WarmMinimum"] = json!("6"),
+                "Labels[0].WarmMinimum",
+            ),
+            (
+                "Labels[0].IdleMinutes",
+                |v| v["Labels"][0]["IdleMinutes"] = json!("0"),
+                "Labels[0].IdleMinutes",
+            ),
+            (
+                "Labels[0].Spot",
+                |v| v["Labels"][0]["Spot"] = json!("sometimes"),
+                "Labels[0].Spot",
+            ),
+            (
+                "Labels[0].Executors",
+                |v| v["Labels"][0]["Executors"] = json!("0"),
+                "Labels[0].Executors",
+            ),
+            (
+                "Labels[0].NodeLabels[0]",
+                |v| v["Labels"][0]["NodeLabels"][0] = json!("two words"),
+                "Labels[0].NodeLabels[0]",
+            ),
+            (
+                "Labels[1].Extra",
+                |v| v["Labels"][1]["Ami"] = json!("ami-1"),
+                "Labels[1].Ami",
+            ),
+            (
+                "warm minimums exceed MaxAgents",
+                |v| {
+                    v["MaxAgents"] = json!("5");
+                    v["Labels"][0]["MaxPerMaster"] = json!("5");
+                    v["Labels"][0]["WarmMinimum"] = json!("3");
+                    v["Labels"][1]["MaxPerMaster"] = json!("1");
+                },
+                "MaxAgents",
+            ),
         ];
         assert!(cases.len() >= 20);
         for (name, breaks, path) in cases {
@@ -1002,7 +1287,10 @@ mod tests {
             breaks(&mut value);
             let err = parse_properties(&value).expect_err(name);
             assert_eq!(err.path, path, "{name}: {err}");
-            assert!(err.to_string().starts_with(&format!("property {path}: ")), "{name}: {err}");
+            assert!(
+                err.to_string().starts_with(&format!("property {path}: ")),
+                "{name}: {err}"
+            );
         }
     }
 
@@ -1014,10 +1302,16 @@ mod tests {
         assert_eq!(a, b);
         assert_ne!(a.physical_id(), c.physical_id());
         assert_eq!(OwnId::parse(&a.physical_id()), Some(a.clone()));
-        assert!(!a.paths().root.starts_with(&c.paths().root) && !c.paths().root.starts_with(&a.paths().root));
+        assert!(
+            !a.paths().root.starts_with(&c.paths().root)
+                && !c.paths().root.starts_with(&a.paths().root)
+        );
         let failed = OwnId::for_failed_create("ci", "JenkinsConfig", "req-1");
         assert_eq!(OwnId::parse(&failed.physical_id()), Some(failed.clone()));
-        assert_eq!(failed, OwnId::for_failed_create("ci", "JenkinsConfig", "req-1"));
+        assert_eq!(
+            failed,
+            OwnId::for_failed_create("ci", "JenkinsConfig", "req-1")
+        );
         assert_eq!(OwnId::parse("custom-resource-f4bd5382"), None);
         assert_eq!(OwnId::parse("longshore.ci.X.nothex"), None);
     }
@@ -1025,10 +1319,15 @@ mod tests {
     #[test]
     fn stack_names_come_out_of_stack_ids() {
         assert_eq!(
-            stack_name("arn:aws:cloudformation:us-east-1:123456789012:stack/stack-name/16580499-7622"),
+            stack_name(
+                "arn:aws:cloudformation:us-east-1:123456789012:stack/stack-name/16580499-7622"
+            ),
             Some("stack-name")
         );
-        assert_eq!(stack_name("arn:aws:cloudformation:us-west-2:EXAMPLE/stack-name/guid"), Some("stack-name"));
+        assert_eq!(
+            stack_name("arn:aws:cloudformation:us-west-2:EXAMPLE/stack-name/guid"),
+            Some("stack-name")
+        );
         assert_eq!(stack_name("not/a stack/x"), None);
     }
 
@@ -1061,15 +1360,31 @@ mod tests {
             instance_profile: "agent-profile".into(),
             launch_template_exists: true,
             subnets: vec![
-                SubnetFact { id: "subnet-a".into(), availability_zone: "az-a".into(), vpc_id: "vpc-1".into() },
-                SubnetFact { id: "subnet-b".into(), availability_zone: "az-b".into(), vpc_id: "vpc-1".into() },
+                SubnetFact {
+                    id: "subnet-a".into(),
+                    availability_zone: "az-a".into(),
+                    vpc_id: "vpc-1".into(),
+                },
+                SubnetFact {
+                    id: "subnet-b".into(),
+                    availability_zone: "az-b".into(),
+                    vpc_id: "vpc-1".into(),
+                },
             ],
-            security_groups: vec![SecurityGroupFact { id: "sg-1".into(), vpc_id: "vpc-1".into() }],
+            security_groups: vec![SecurityGroupFact {
+                id: "sg-1".into(),
+                vpc_id: "vpc-1".into(),
+            }],
             instance_profile_arn: Some("arn:aws:iam::1:instance-profile/agent-profile".into()),
-            offerings: [("c6i.large", "az-a"), ("c5.large", "az-a"), ("c5.large", "az-b"), ("t3.micro", "az-b")]
-                .into_iter()
-                .map(|(t, z)| (t.to_string(), z.to_string()))
-                .collect(),
+            offerings: [
+                ("c6i.large", "az-a"),
+                ("c5.large", "az-a"),
+                ("c5.large", "az-b"),
+                ("t3.micro", "az-b"),
+            ]
+            .into_iter()
+            .map(|(t, z)| (t.to_string(), z.to_string()))
+            .collect(),
         };
         let resolved = resolve("ci", &props, &facts).unwrap();
         let docker = &resolved.labels[0];
@@ -1077,16 +1392,33 @@ mod tests {
         assert_eq!(docker.placements[0].subnets.len(), 1);
         assert_eq!(docker.placements[1].subnets.len(), 2);
 
-        facts.offerings.remove(&("t3.micro".to_string(), "az-b".to_string()));
-        assert_eq!(resolve("ci", &props, &facts).unwrap_err().path, "Labels[1].InstanceTypes");
+        facts
+            .offerings
+            .remove(&("t3.micro".to_string(), "az-b".to_string()));
+        assert_eq!(
+            resolve("ci", &props, &facts).unwrap_err().path,
+            "Labels[1].InstanceTypes"
+        );
 
         facts.security_groups[0].vpc_id = "vpc-2".into();
-        assert_eq!(resolve("ci", &props, &facts).unwrap_err().path, "SecurityGroups[0]");
+        assert_eq!(
+            resolve("ci", &props, &facts).unwrap_err().path,
+            "SecurityGroups[0]"
+        );
         facts.subnets[1].vpc_id = "vpc-2".into();
-        assert_eq!(resolve("ci", &props, &facts).unwrap_err().path, "Subnets[1]");
+        assert_eq!(
+            resolve("ci", &props, &facts).unwrap_err().path,
+            "Subnets[1]"
+        );
         facts.subnets.pop();
-        assert_eq!(resolve("ci", &props, &facts).unwrap_err().path, "Subnets[1]");
+        assert_eq!(
+            resolve("ci", &props, &facts).unwrap_err().path,
+            "Subnets[1]"
+        );
         facts.launch_template_exists = false;
-        assert_eq!(resolve("ci", &props, &facts).unwrap_err().path, "LaunchTemplate");
+        assert_eq!(
+            resolve("ci", &props, &facts).unwrap_err().path,
+            "LaunchTemplate"
+        );
     }
 }

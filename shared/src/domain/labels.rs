@@ -192,9 +192,8 @@ pub fn needs_escape(name: &str) -> bool {
     if name.is_empty() || trimmed == "." || trimmed == ".." {
         return true;
     }
-    let bad = |c: char| {
-        is_iso_control(c) || "?*/\\%!@#$^&|<>[]:;".contains(c) || " ()\t\n".contains(c)
-    };
+    let bad =
+        |c: char| is_iso_control(c) || "?*/\\%!@#$^&|<>[]:;".contains(c) || " ()\t\n".contains(c);
     name.chars().any(bad) || trimmed.ends_with('.')
 }
 
@@ -715,10 +714,9 @@ mod tests {
     fn atom_strategy() -> impl Strategy<Value = String> {
         // Jenkins itself cannot round-trip an unquoted atom containing ' or " (it does not
         // quote them, and the lexer rejects them), so those only appear in atoms that are quoted.
-        "[a-z0-9._=+ ()\"'&|!<>\\-\\n\\t]{1,6}"
-            .prop_filter("round-trippable in Jenkins", |s| {
-                !(s.contains('\'') || s.contains('"')) || needs_escape(s)
-            })
+        "[a-z0-9._=+ ()\"'&|!<>\\-\\n\\t]{1,6}".prop_filter("round-trippable in Jenkins", |s| {
+            !(s.contains('\'') || s.contains('"')) || needs_escape(s)
+        })
     }
 
     fn expr_strategy() -> impl Strategy<Value = LabelExpr> {
@@ -730,8 +728,7 @@ mod tests {
                 inner.clone().prop_map(|e| Paren(Box::new(e))),
                 (inner.clone(), inner.clone()).prop_map(|(a, b)| And(Box::new(a), Box::new(b))),
                 (inner.clone(), inner.clone()).prop_map(|(a, b)| Or(Box::new(a), Box::new(b))),
-                (inner.clone(), inner.clone())
-                    .prop_map(|(a, b)| Implies(Box::new(a), Box::new(b))),
+                (inner.clone(), inner.clone()).prop_map(|(a, b)| Implies(Box::new(a), Box::new(b))),
                 (inner.clone(), inner).prop_map(|(a, b)| Iff(Box::new(a), Box::new(b))),
             ]
         })

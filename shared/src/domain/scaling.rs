@@ -58,6 +58,8 @@ pub struct MasterView {
 pub struct WaitingItem {
     pub id: u64,
     pub why: Why,
+    /// Since when it has been buildable (epoch milliseconds), for the oldest-wait metric.
+    pub waiting_since_ms: i64,
 }
 
 /// A node as the scaler sees it.
@@ -344,6 +346,15 @@ fn demand_per_template(
         }
     }
     demand
+}
+
+/// The template whose agents would serve an item, if any (for metrics and logs).
+pub fn template_of<'c>(
+    why: &Why,
+    nodes: &BTreeMap<&str, &Node>,
+    config: &'c FleetConfig,
+) -> Option<&'c str> {
+    template_for(why, nodes, config).ok().flatten()
 }
 
 /// The template that serves an item: `Ok(None)` when no new agent would help (a blocked build,
@@ -990,7 +1001,11 @@ mod tests {
                         2 => Why::AnyExecutor,
                         _ => Why::Unknown,
                     };
-                    view.waiting.push(WaitingItem { id, why });
+                    view.waiting.push(WaitingItem {
+                        id,
+                        why,
+                        waiting_since_ms: NOW,
+                    });
                 }
                 snapshots.push(MasterSnapshot {
                     name,

@@ -6,6 +6,9 @@
 //! and its handler refuses every event with [`HandlerError::NotBuiltYet`], so a deployment of
 //! an unfinished function fails loudly instead of pretending to work.
 
+pub mod config_resolver;
+pub mod queue_scaler;
+
 use thiserror::Error;
 
 /// Why a handler did not do its job.

@@ -2,9 +2,9 @@
 //! agents by tag, and terminates only instances that carry the stack's tag.
 
 use aws_sdk_ec2::types::{
-    Filter, HttpTokensState, InstanceMetadataOptionsRequest, InstanceMetadataTagsState,
-    InstanceStateName, InstanceType, LaunchTemplateSpecification, ResourceType, Tag,
-    TagSpecification,
+    Filter, HttpTokensState, InstanceMarketOptionsRequest, InstanceMetadataOptionsRequest,
+    InstanceMetadataTagsState, InstanceStateName, InstanceType, LaunchTemplateSpecification,
+    MarketType, ResourceType, Tag, TagSpecification,
 };
 
 use crate::error::AwsError;
@@ -34,6 +34,8 @@ pub struct LaunchSpec {
     pub label: String,
     pub instance_type: String,
     pub subnet_id: String,
+    /// Run on spot capacity (one-time request, terminated on interruption).
+    pub spot: bool,
     /// Idempotency token: a retried launch with the same token starts no second instance.
     pub client_token: String,
 }
@@ -88,9 +90,15 @@ impl Ec2Fleet {
             .resource_type(ResourceType::Volume)
             .tags(tag(tags::STACK, &self.stack))
             .build();
+        let market = spec.spot.then(|| {
+            InstanceMarketOptionsRequest::builder()
+                .market_type(MarketType::Spot)
+                .build()
+        });
         let output = self
             .client
             .run_instances()
+            .set_instance_market_options(market)
             .launch_template(
                 LaunchTemplateSpecification::builder()
                     .launch_template_id(&self.template.id)

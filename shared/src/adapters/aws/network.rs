@@ -50,7 +50,10 @@ impl Ec2Lookups {
     }
 
     /// The security groups among `ids` that exist (filtered by `group-id`, as for subnets).
-    pub async fn security_groups(&self, ids: &[String]) -> Result<Vec<SecurityGroupFact>, AwsError> {
+    pub async fn security_groups(
+        &self,
+        ids: &[String],
+    ) -> Result<Vec<SecurityGroupFact>, AwsError> {
         let out = self
             .client
             .describe_security_groups()

@@ -83,6 +83,11 @@ impl SsmParams {
         SsmParams { client }
     }
 
+    /// A client from the shared SDK configuration (built once at cold start).
+    pub fn from_conf(config: &aws_config::SdkConfig) -> Self {
+        SsmParams::new(aws_sdk_ssm::Client::new(config))
+    }
+
     /// Writes (or overwrites) a String parameter, Advanced tier when over 4 KB; returns the
     /// new version.
     pub async fn put(&self, name: &str, value: &str) -> Result<i64, AwsError> {
@@ -138,7 +143,11 @@ impl SsmParams {
                 .send()
                 .await
                 .map_err(|err| AwsError::from_sdk("GetParametersByPath", &err))?;
-            names.extend(out.parameters().iter().filter_map(|p| p.name().map(str::to_string)));
+            names.extend(
+                out.parameters()
+                    .iter()
+                    .filter_map(|p| p.name().map(str::to_string)),
+            );
             match out.next_token() {
                 Some(next) if !next.is_empty() => token = Some(next.to_string()),
                 _ => break,

@@ -74,7 +74,13 @@ mod tests {
         names.dedup();
         assert_eq!(
             names,
-            ["AdminUser", "MasterName", "MasterUrl", "StackName", "SystemMessage"]
+            [
+                "AdminUser",
+                "MasterName",
+                "MasterUrl",
+                "StackName",
+                "SystemMessage"
+            ]
         );
     }
 
@@ -92,11 +98,18 @@ mod tests {
             serde_yaml::Value::from(false)
         );
         let user = &jenkins["securityRealm"]["local"]["users"][0];
-        assert_eq!(user["password"], serde_yaml::Value::from("${ADMIN_PASSWORD}"));
+        assert_eq!(
+            user["password"],
+            serde_yaml::Value::from("${ADMIN_PASSWORD}")
+        );
         assert_eq!(
             doc["unclassified"]["location"]["url"],
             serde_yaml::Value::from("https://ci.example.com/\"evil: 1")
         );
-        assert!(fn_sub_placeholders(&text).iter().all(|n| n == ADMIN_PASSWORD_VARIABLE));
+        assert!(
+            fn_sub_placeholders(&text)
+                .iter()
+                .all(|n| n == ADMIN_PASSWORD_VARIABLE)
+        );
     }
 }

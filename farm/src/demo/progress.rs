@@ -1,0 +1,174 @@
+//! Live progress and the closing summary of `make demo`.
+//!
+//! On a terminal the status line is redrawn in place; otherwise (CI logs, pipes) a line is
+//! printed every few seconds so the log stays short.
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::time::Duration;
+
+use super::DemoReport;
+use super::driver::DriverCounts;
+use crate::jenkins::SimStats;
+use longshore::handlers::queue_scaler::TickReport;
+
+/// Seconds between lines when the output is not a terminal.
+const PLAIN_EVERY: Duration = Duration::from_secs(5);
+
+/// The live status line and the agent-time integral behind the summary.
+pub struct Progress {
+    jobs: usize,
+    tty: bool,
+    last_plain: Option<Duration>,
+    last_draw: Duration,
+    agent_seconds: f64,
+}
+
+/// Agents of one label by state, summed over the masters.
+#[derive(Debug, Default, Clone, Copy)]
+struct LabelLine {
+    queued: usize,
+    connecting: usize,
+    idle: usize,
+    busy: usize,
+}
+
+impl Progress {
+    pub fn new(jobs: usize) -> Progress {
+        Progress {
+            jobs,
+            tty: std::io::stdout().is_terminal(),
+            last_plain: None,
+            last_draw: Duration::ZERO,
+            agent_seconds: 0.0,
+        }
+    }
+
+    /// Redraws the status; `live_agents` are the stack's pending or running instances.
+    pub fn draw(
+        &mut self,
+        elapsed: Duration,
+        stats: &[SimStats],
+        tick: &TickReport,
+        live_agents: usize,
+        counts: &DriverCounts,
+    ) {
+        self.agent_seconds +=
+            live_agents as f64 * elapsed.saturating_sub(self.last_draw).as_secs_f64();
+        self.last_draw = elapsed;
+        let line = self.status_line(elapsed, stats, tick, live_agents, counts);
+        if self.tty {
+            print!("\r\x1b[2K{line}");
+            let _ = std::io::stdout().flush();
+        } else if self
+            .last_plain
+            .is_none_or(|last| elapsed.saturating_sub(last) >= PLAIN_EVERY)
+        {
+            println!("{line}");
+            self.last_plain = Some(elapsed);
+        }
+    }
+
+    /// Ends the live line.
+    pub fn finish(&self) {
+        if self.tty {
+            println!();
+        }
+    }
+
+    /// Agent-seconds (instance lifetime) accumulated so far.
+    pub fn agent_seconds(&self) -> f64 {
+        self.agent_seconds
+    }
+
+    fn status_line(
+        &self,
+        elapsed: Duration,
+        stats: &[SimStats],
+        tick: &TickReport,
+        live_agents: usize,
+        counts: &DriverCounts,
+    ) -> String {
+        let mut labels: BTreeMap<String, LabelLine> = BTreeMap::new();
+        for ((_master, template), seen) in &tick.observed {
+            let line = labels.entry(template.clone()).or_default();
+            line.queued += seen.waiting;
+            line.connecting += seen.pending;
+            line.idle += seen.idle;
+            line.busy += seen.busy;
+        }
+        let per_label: Vec<String> = labels
+            .iter()
+            .map(|(label, l)| {
+                format!(
+                    "{label}: queue {:>2} {} booting {:>2} idle {:>2} busy {:>2}",
+                    l.queued,
+                    bar(l.queued, 10),
+                    l.connecting,
+                    l.idle,
+                    l.busy
+                )
+            })
+            .collect();
+        let done: u64 = stats.iter().map(|s| s.builds_completed).sum();
+        format!(
+            "{:>4}s | {} | instances {:>2} | done {done}/{} | launched {} retired {}",
+            elapsed.as_secs(),
+            per_label.join(" | "),
+            live_agents,
+            self.jobs,
+            counts.launched,
+            counts.retired,
+        )
+    }
+}
+
+/// A small bar for a count (one block per item, capped).
+fn bar(count: usize, width: usize) -> String {
+    let filled = count.min(width);
+    format!("{}{}", "#".repeat(filled), ".".repeat(width - filled))
+}
+
+/// The closing table.
+pub fn print_summary(report: &DemoReport) {
+    let rows: [(&str, String); 12] = [
+        (
+            "jobs run",
+            format!("{}/{}", report.jobs_completed, report.jobs_submitted),
+        ),
+        (
+            "builds lost with their agent",
+            report.builds_lost.to_string(),
+        ),
+        ("wait p50", format!("{:.1} s", report.wait_p50_s)),
+        ("wait p95", format!("{:.1} s", report.wait_p95_s)),
+        ("wait max", format!("{:.1} s", report.wait_max_s)),
+        ("agents launched", report.agents_launched.to_string()),
+        ("agents retired", report.agents_retired.to_string()),
+        (
+            "retirements cancelled (build started)",
+            report.retirements_cancelled.to_string(),
+        ),
+        ("agent-seconds", format!("{:.0}", report.agent_seconds)),
+        (
+            "orphans left (nodes + instances)",
+            report.orphans_left.to_string(),
+        ),
+        ("driver errors", report.errors.to_string()),
+        ("wall time", format!("{:.1} s", report.wall_s)),
+    ];
+    println!();
+    println!("+----------------------------------------+--------------+");
+    println!("| {:<38} | {:>12} |", "longshore demo", "");
+    println!("+----------------------------------------+--------------+");
+    for (name, value) in rows {
+        println!("| {name:<38} | {value:>12} |");
+    }
+    println!("+----------------------------------------+--------------+");
+    let verdict = if report.invariants_hold() {
+        "all invariants hold"
+    } else {
+        "AN INVARIANT BROKE"
+    };
+    println!("{verdict}");
+}

@@ -1,0 +1,564 @@
+//! The queue-scaler's tick: observe every master and the stack's instances, run the pure
+//! [`scaling::plan`], and act on it through the ports.
+//!
+//! [`Scaler`] keeps what must survive between ticks of one process: since when each node has
+//! been idle (Jenkins does not export it: `Computer.getIdleStartMilliseconds` is not
+//! `@Exported`), and the instances launched recently, which DescribeInstances may not list yet.
+//! After a cold start idle times restart from zero, which can only delay a retirement.
+//!
+//! Acting is careful: a launch tries the plan's candidates in order and moves on only on a
+//! capacity error; a retirement marks the node offline, reads it again and deletes and
+//! terminates only if no build started; nothing is terminated without the stack's tag (the
+//! EC2 adapter checks against EC2's own answer).
+
+use std::collections::{BTreeMap, HashMap};
+
+use tracing::{info, warn};
+
+use crate::adapters::aws::ec2::{AgentInstance, AgentState, LaunchSpec};
+use crate::adapters::aws::ssm::agent_secret_path;
+use crate::adapters::jenkins::NewAgent;
+use crate::domain::fleet::{FleetConfig, LabelTemplate};
+use crate::domain::jenkins::{ComputerSet, Queue};
+use crate::domain::queue_why;
+use crate::domain::scaling::{
+    self, Instance, Launch, MasterSnapshot, MasterView, Node, Plan, Snapshot, WaitingItem,
+    standby_node_name,
+};
+use crate::error::JenkinsError;
+use crate::ports::{Fleet, Jenkins, Secrets};
+
+/// EC2 error codes meaning "no capacity here": the next candidate is tried.
+const CAPACITY_ERRORS: [&str; 8] = [
+    "InsufficientInstanceCapacity",
+    "InsufficientCapacity",
+    "InsufficientHostCapacity",
+    "Unsupported",
+    "UnfulfillableCapacity",
+    "MaxSpotInstanceCountExceeded",
+    "SpotMaxPriceTooLow",
+    "InstanceLimitExceeded",
+];
+/// Recently launched instances are remembered this long for DescribeInstances to catch up.
+const REMEMBER_LAUNCH_MS: i64 = 5 * 60 * 1000;
+/// Where an agent keeps its workspace.
+const AGENT_REMOTE_FS: &str = "/var/lib/jenkins";
+
+/// One master the scaler serves.
+#[derive(Debug, Clone)]
+pub struct MasterEndpoint<J> {
+    pub name: String,
+    /// The URL agents connect to (the task's address), with a trailing slash.
+    pub url: String,
+    pub jenkins: J,
+}
+
+/// What one tick did, for logs, metrics and tests.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TickReport {
+    pub plan: Plan,
+    pub launched: Vec<String>,
+    pub retired: Vec<String>,
+    pub retirements_cancelled: Vec<String>,
+    pub orphans_removed: Vec<String>,
+    pub standby_created: usize,
+    pub unreadable_masters: Vec<String>,
+    pub errors: Vec<String>,
+    /// Waiting items and agents per master and template, for the metrics.
+    pub observed: BTreeMap<(String, String), Observed>,
+}
+
+/// Observed numbers for one master and template.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Observed {
+    pub waiting: usize,
+    pub oldest_wait_ms: i64,
+    pub pending: usize,
+    pub idle: usize,
+    pub busy: usize,
+}
+
+/// The scaler between ticks.
+pub struct Scaler<J, F, S> {
+    masters: Vec<MasterEndpoint<J>>,
+    fleet: F,
+    secrets: S,
+    config: FleetConfig,
+    dry_run: bool,
+    idle_since: HashMap<(String, String), i64>,
+    launched: HashMap<String, Instance>,
+}
+
+impl<J: Jenkins, F: Fleet, S: Secrets> Scaler<J, F, S> {
+    pub fn new(
+        masters: Vec<MasterEndpoint<J>>,
+        fleet: F,
+        secrets: S,
+        config: FleetConfig,
+        dry_run: bool,
+    ) -> Self {
+        Scaler {
+            masters,
+            fleet,
+            secrets,
+            config,
+            dry_run,
+            idle_since: HashMap::new(),
+            launched: HashMap::new(),
+        }
+    }
+
+    /// Replaces the fleet configuration (after its SSM version changed).
+    pub fn set_config(&mut self, config: FleetConfig) {
+        self.config = config;
+    }
+
+    pub fn config(&self) -> &FleetConfig {
+        &self.config
+    }
+
+    /// One observe → plan → act round. `now_ms` is the wall clock in epoch milliseconds.
+    pub async fn tick(&mut self, now_ms: i64) -> TickReport {
+        let mut report = TickReport::default();
+        let agents = match self.fleet.agents().await {
+            Ok(agents) => agents,
+            Err(err) => {
+                // Without the instance list neither caps nor orphans can be judged: do nothing.
+                warn!(error = %err, "cannot list the stack's instances; no action this tick");
+                report.errors.push(err.to_string());
+                return report;
+            }
+        };
+        let snapshot = self.observe(now_ms, &agents, &mut report).await;
+        let plan = scaling::plan(&snapshot, &self.config);
+        for ignored in &plan.ignored {
+            warn!(master = %ignored.master, item = ignored.item, reason = %ignored.reason, "queue item not counted");
+        }
+        if self.dry_run {
+            log_plan(&plan);
+        } else {
+            self.act(&plan, now_ms, &mut report).await;
+        }
+        report.plan = plan;
+        report
+    }
+
+    async fn observe(
+        &mut self,
+        now_ms: i64,
+        agents: &[AgentInstance],
+        report: &mut TickReport,
+    ) -> Snapshot {
+        let mut instances: Vec<Instance> = agents
+            .iter()
+            .filter(|agent| agent.state != AgentState::Gone)
+            .map(|agent| Instance {
+                id: agent.id.clone(),
+                master: agent.master.clone(),
+                template: agent.label.clone(),
+                subnet_id: agent.subnet_id.clone(),
+                launched_at_ms: agent.launched_at_ms.unwrap_or(now_ms),
+            })
+            .collect();
+        // Launches EC2 does not list yet still count (see the module docs).
+        self.launched.retain(|id, launched| {
+            now_ms - launched.launched_at_ms < REMEMBER_LAUNCH_MS
+                && !agents.iter().any(|agent| &agent.id == id)
+        });
+        instances.extend(self.launched.values().cloned());
+        instances.sort_by(|a, b| a.id.cmp(&b.id));
+
+        let mut masters = Vec::with_capacity(self.masters.len());
+        for master in &self.masters {
+            let view = match read_master(&master.jenkins).await {
+                Ok((queue, computers)) => Some(view_of(
+                    &mut self.idle_since,
+                    &master.name,
+                    now_ms,
+                    &queue,
+                    &computers,
+                )),
+                Err(err) => {
+                    // Fail safe: an unreadable master gets no retirements and no clean-up.
+                    warn!(master = %master.name, error = %err, "master unreadable this tick");
+                    report.unreadable_masters.push(master.name.clone());
+                    report.errors.push(err.to_string());
+                    None
+                }
+            };
+            masters.push(MasterSnapshot {
+                name: master.name.clone(),
+                view,
+            });
+        }
+        let snapshot = Snapshot {
+            now_ms,
+            masters,
+            instances,
+        };
+        report.observed = observed(&snapshot, &self.config);
+        snapshot
+    }
+
+    async fn act(&mut self, plan: &Plan, now_ms: i64, report: &mut TickReport) {
+        for standby in &plan.standby_nodes {
+            let Some(template) = self.template(&standby.template).cloned() else {
+                continue;
+            };
+            let Some(master) = self.master(&standby.master) else {
+                continue;
+            };
+            let name = standby_node_name(&template.name);
+            let labels = template.node_labels.join(" ");
+            let node = NewAgent {
+                name: &name,
+                labels: &labels,
+                executors: 1,
+                description: "longshore standby node: never connects; keeps the label's queue texts readable",
+                remote_fs: AGENT_REMOTE_FS,
+                exclusive: true,
+            };
+            match master.jenkins.create_inbound_agent(&node).await {
+                Ok(()) => report.standby_created += 1,
+                Err(err) => report
+                    .errors
+                    .push(format!("standby node {name} on {}: {err}", standby.master)),
+            }
+        }
+        for orphan in &plan.orphan_instances {
+            info!(instance = %orphan.instance_id, reason = ?orphan.reason, "removing orphan instance");
+            let master = orphan.master.as_deref().and_then(|name| self.master(name));
+            if let Some(master) = master {
+                if let Err(err) = delete_node_if_present(&master.jenkins, &orphan.instance_id).await
+                {
+                    report.errors.push(err.to_string());
+                    continue;
+                }
+            }
+            match self.remove_instance(&orphan.instance_id).await {
+                Ok(()) => report.orphans_removed.push(orphan.instance_id.clone()),
+                Err(err) => report.errors.push(err),
+            }
+        }
+        for orphan in &plan.orphan_nodes {
+            let Some(master) = self.master(&orphan.master) else {
+                continue;
+            };
+            info!(master = %orphan.master, node = %orphan.node, "removing node whose instance is gone");
+            let removed = match delete_node_if_present(&master.jenkins, &orphan.node).await {
+                Ok(()) => self
+                    .secrets
+                    .delete_secret(&self.secret_path(&orphan.node))
+                    .await
+                    .map_err(|e| e.to_string()),
+                Err(err) => Err(err.to_string()),
+            };
+            match removed {
+                Ok(()) => report.orphans_removed.push(orphan.node.clone()),
+                Err(err) => report.errors.push(err),
+            }
+        }
+        for retirement in &plan.retirements {
+            self.retire(&retirement.master, &retirement.node, report)
+                .await;
+        }
+        for launch in &plan.launches {
+            self.launch(launch, now_ms, report).await;
+        }
+    }
+
+    /// Launches one agent: the candidates in order, moving on only when AWS has no capacity;
+    /// then its node and its secret. A launch whose node cannot be registered is terminated.
+    async fn launch(&mut self, launch: &Launch, now_ms: i64, report: &mut TickReport) {
+        let Some(template) = self.template(&launch.template).cloned() else {
+            return;
+        };
+        let Some(master_url) = self.master(&launch.master).map(|m| m.url.clone()) else {
+            return;
+        };
+        let mut instance_id = None;
+        for (index, candidate) in launch.candidates.iter().enumerate() {
+            let spec = LaunchSpec {
+                master: launch.master.clone(),
+                master_url: master_url.clone(),
+                label: launch.template.clone(),
+                instance_type: candidate.instance_type.clone(),
+                subnet_id: candidate.subnet_id.clone(),
+                spot: candidate.spot,
+                // One token per candidate: EC2 refuses a token reused with other parameters.
+                client_token: format!("{}-{index}", launch.client_token),
+            };
+            match self.fleet.launch(&spec).await {
+                Ok(id) => {
+                    instance_id = Some((id, candidate.subnet_id.clone()));
+                    break;
+                }
+                Err(err) if CAPACITY_ERRORS.contains(&err.code.as_str()) => {
+                    info!(master = %launch.master, template = %launch.template, instance_type = %candidate.instance_type,
+                          subnet = %candidate.subnet_id, spot = candidate.spot, code = %err.code, "no capacity; trying the next candidate");
+                }
+                Err(err) => {
+                    report.errors.push(err.to_string());
+                    return;
+                }
+            }
+        }
+        let Some((id, subnet)) = instance_id else {
+            report.errors.push(format!(
+                "no capacity for {} on {} in any candidate",
+                launch.template, launch.master
+            ));
+            return;
+        };
+        self.launched.insert(
+            id.clone(),
+            Instance {
+                id: id.clone(),
+                master: Some(launch.master.clone()),
+                template: Some(launch.template.clone()),
+                subnet_id: Some(subnet),
+                launched_at_ms: now_ms,
+            },
+        );
+        match self.register(&launch.master, &template, &id).await {
+            Ok(()) => {
+                info!(master = %launch.master, template = %launch.template, instance = %id, items = ?launch.for_items, "agent launched");
+                report.launched.push(id);
+            }
+            Err(err) => {
+                warn!(instance = %id, error = %err, "cannot register the agent; terminating it");
+                report.errors.push(err);
+                if let Err(err) = self.remove_instance(&id).await {
+                    report.errors.push(err);
+                }
+            }
+        }
+    }
+
+    /// Creates the agent's node (or finds it, on a retried tick) and stores its secret.
+    async fn register(
+        &self,
+        master: &str,
+        template: &LabelTemplate,
+        id: &str,
+    ) -> Result<(), String> {
+        let endpoint = self
+            .master(master)
+            .ok_or_else(|| format!("unknown master {master}"))?;
+        let labels = template.node_labels.join(" ");
+        let agent = NewAgent {
+            name: id,
+            labels: &labels,
+            executors: template.executors,
+            description: "longshore agent",
+            remote_fs: AGENT_REMOTE_FS,
+            exclusive: false,
+        };
+        let created = endpoint.jenkins.create_inbound_agent(&agent).await;
+        // A retried tick finds the node it created before: reading its secret settles it.
+        let secret = match (created, endpoint.jenkins.agent_secret(id).await) {
+            (_, Ok(secret)) => secret,
+            (Err(err), Err(_)) | (Ok(()), Err(err)) => return Err(err.to_string()),
+        };
+        self.secrets
+            .put_secret(&self.secret_path(id), &secret)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// Safe retirement: offline first, read again, and remove only if still idle.
+    async fn retire(&mut self, master_name: &str, node: &str, report: &mut TickReport) {
+        let Some(master) = self.master(master_name) else {
+            return;
+        };
+        if let Err(err) = master
+            .jenkins
+            .toggle_offline(node, "longshore: idle beyond its idle time; retiring")
+            .await
+        {
+            report.errors.push(err.to_string());
+            return;
+        }
+        let still_idle = match master.jenkins.computers().await {
+            Ok(set) => set
+                .computer
+                .iter()
+                .find(|c| c.display_name == node)
+                .map(|c| c.temporarily_offline && c.busy_executors() == 0),
+            Err(err) => {
+                report.errors.push(err.to_string());
+                Some(false)
+            }
+        };
+        match still_idle {
+            Some(true) => {}
+            None => return, // the node is gone already; the orphan rules take the instance
+            Some(false) => {
+                // A build started in between (or we cannot tell): bring the agent back.
+                if let Err(err) = master.jenkins.toggle_offline(node, "").await {
+                    report.errors.push(err.to_string());
+                }
+                info!(master = %master_name, node, "retirement cancelled: a build started");
+                report.retirements_cancelled.push(node.to_string());
+                return;
+            }
+        }
+        if let Err(err) = delete_node_if_present(&master.jenkins, node).await {
+            report.errors.push(err.to_string());
+            return;
+        }
+        self.idle_since
+            .remove(&(master_name.to_string(), node.to_string()));
+        match self.remove_instance(node).await {
+            Ok(()) => {
+                info!(master = %master_name, node, "agent retired");
+                report.retired.push(node.to_string());
+            }
+            Err(err) => report.errors.push(err),
+        }
+    }
+
+    /// Terminates an instance (only if it carries the stack's tag) and deletes its secret.
+    async fn remove_instance(&mut self, id: &str) -> Result<(), String> {
+        self.launched.remove(id);
+        self.fleet
+            .terminate(&[id.to_string()])
+            .await
+            .map_err(|e| e.to_string())?;
+        self.secrets
+            .delete_secret(&self.secret_path(id))
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    fn secret_path(&self, id: &str) -> String {
+        agent_secret_path(&self.config.stack, id)
+    }
+
+    fn master(&self, name: &str) -> Option<&MasterEndpoint<J>> {
+        self.masters.iter().find(|m| m.name == name)
+    }
+
+    fn template(&self, name: &str) -> Option<&LabelTemplate> {
+        self.config.labels.iter().find(|t| t.name == name)
+    }
+}
+
+/// Turns a master's answers into the plan's view, updating the idle clock of every node.
+fn view_of(
+    idle_since: &mut HashMap<(String, String), i64>,
+    master: &str,
+    now_ms: i64,
+    queue: &Queue,
+    computers: &ComputerSet,
+) -> MasterView {
+    let waiting = queue
+        .items
+        .iter()
+        .filter(|item| item.buildable)
+        .map(|item| WaitingItem {
+            id: item.id,
+            why: item
+                .why
+                .as_deref()
+                .map_or(queue_why::Why::Unknown, queue_why::parse),
+            waiting_since_ms: item
+                .buildable_start_milliseconds
+                .unwrap_or(item.in_queue_since),
+        })
+        .collect();
+    let nodes = computers
+        .computer
+        .iter()
+        .map(|computer| {
+            let busy = computer.busy_executors();
+            let key = (master.to_string(), computer.display_name.clone());
+            let idle = !computer.offline && !computer.temporarily_offline && busy == 0;
+            let idle_since_ms = if idle {
+                Some(*idle_since.entry(key).or_insert(now_ms))
+            } else {
+                idle_since.remove(&key);
+                None
+            };
+            Node {
+                name: computer.display_name.clone(),
+                executors: computer.num_executors,
+                busy,
+                online: !computer.offline,
+                temporarily_offline: computer.temporarily_offline,
+                idle_since_ms,
+            }
+        })
+        .collect();
+    MasterView { waiting, nodes }
+}
+
+async fn read_master<J: Jenkins>(jenkins: &J) -> Result<(Queue, ComputerSet), JenkinsError> {
+    let queue = jenkins.queue().await?;
+    let computers = jenkins.computers().await?;
+    Ok((queue, computers))
+}
+
+/// Deletes a node; one that is already gone (404) is fine.
+async fn delete_node_if_present<J: Jenkins>(jenkins: &J, node: &str) -> Result<(), JenkinsError> {
+    match jenkins.delete_node(node).await {
+        Err(JenkinsError::Status { status: 404, .. }) => Ok(()),
+        other => other,
+    }
+}
+
+/// The numbers behind the per-label metrics.
+fn observed(snapshot: &Snapshot, config: &FleetConfig) -> BTreeMap<(String, String), Observed> {
+    let mut observed = BTreeMap::new();
+    for master in &snapshot.masters {
+        let Some(view) = &master.view else { continue };
+        for template in &config.labels {
+            let mut entry = Observed::default();
+            for instance in snapshot.instances.iter().filter(|i| {
+                i.master.as_deref() == Some(master.name.as_str())
+                    && i.template.as_deref() == Some(template.name.as_str())
+            }) {
+                match view.nodes.iter().find(|n| n.name == instance.id) {
+                    Some(node) if node.online && node.busy > 0 => entry.busy += 1,
+                    Some(node) if node.online => entry.idle += 1,
+                    _ => entry.pending += 1,
+                }
+            }
+            observed.insert((master.name.clone(), template.name.clone()), entry);
+        }
+        let mut per_template: BTreeMap<String, (usize, i64)> = BTreeMap::new();
+        let nodes: BTreeMap<&str, &Node> =
+            view.nodes.iter().map(|n| (n.name.as_str(), n)).collect();
+        for item in &view.waiting {
+            if let Some(template) = scaling::template_of(&item.why, &nodes, config) {
+                let slot = per_template.entry(template.to_string()).or_default();
+                slot.0 += 1;
+                slot.1 = slot.1.max(snapshot.now_ms - item.waiting_since_ms);
+            }
+        }
+        for (template, (waiting, oldest)) in per_template {
+            let entry = observed.entry((master.name.clone(), template)).or_default();
+            entry.waiting = waiting;
+            entry.oldest_wait_ms = oldest;
+        }
+    }
+    observed
+}
+
+fn log_plan(plan: &Plan) {
+    for launch in &plan.launches {
+        info!(dry_run = true, master = %launch.master, template = %launch.template, candidates = launch.candidates.len(), items = ?launch.for_items, "would launch an agent");
+    }
+    for retirement in &plan.retirements {
+        info!(dry_run = true, master = %retirement.master, node = %retirement.node, "would retire an idle agent");
+    }
+    for orphan in &plan.orphan_instances {
+        info!(dry_run = true, instance = %orphan.instance_id, reason = ?orphan.reason, "would remove an orphan instance");
+    }
+    for orphan in &plan.orphan_nodes {
+        info!(dry_run = true, master = %orphan.master, node = %orphan.node, "would remove an orphan node");
+    }
+    for standby in &plan.standby_nodes {
+        info!(dry_run = true, master = %standby.master, template = %standby.template, "would create a standby node");
+    }
+}
