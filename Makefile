@@ -9,6 +9,9 @@ VENV_BIN    := $(CURDIR)/$(VENV)/bin
 STAMP       := $(VENV)/.installed
 PYTHON      ?= python3
 FUNCTIONS   := config-resolver queue-scaler recovery
+# Build the workspace as a whole and run binaries from the target dir: a `-p` selection would
+# unify features differently and recompile every AWS SDK crate (../shared/TOOLCHAIN.md).
+TARGET_DIR  := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 export PATH := $(VENV_BIN):$(PATH)
 # The farm finds moto_server here; tests never touch a real AWS account or the metadata service.
 export LONGSHORE_VENV := $(CURDIR)/$(VENV)
@@ -28,7 +31,8 @@ $(STAMP): requirements.txt
 	touch $@
 
 demo: setup ## the whole farm locally: moto, two simulated masters, booting agents, a job trace
-	cargo run --quiet -p longshore-farm -- demo
+	cargo build --workspace
+	RUST_LOG=$${RUST_LOG:-warn} $(TARGET_DIR)/debug/longshore-farm demo
 
 test: setup ## every test: unit, property, integration and end-to-end against moto and the simulator
 	cargo test --workspace --all-targets --no-fail-fast

@@ -6,9 +6,14 @@
 //! number is the booter's own: its tasks, sockets, buffers and state, not the master's side.
 //!
 //! ```text
+//! cargo build --workspace --all-targets      # the workspace build: no SDK recompile
 //! LONGSHORE_VENV=$PWD/.venv AWS_EC2_METADATA_DISABLED=true \
-//!   cargo run --example booter_memory -- [AGENTS] [POLL_SECONDS]
+//!   target/debug/examples/booter_memory [AGENTS=1000] [POLL_SECONDS=2]
 //! ```
+//!
+//! With a long poll interval the booter lists the instances once, so the delta is the agents'
+//! own cost; with the default 2 s it also holds the heap of parsing a 1,000-instance
+//! `DescribeInstances` answer every tick.
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};

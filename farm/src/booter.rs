@@ -449,6 +449,8 @@ async fn list_instances(ctx: &Ctx) -> Result<Vec<(String, String)>, String> {
                     .values(&ctx.config.stack)
                     .build(),
             )
+            // Pages keep each answer (and its parse) bounded; moto pages by reservation.
+            .max_results(100)
             .set_next_token(token.take())
             .send()
             .await

@@ -11,4 +11,5 @@
 pub mod booter;
 pub mod demo;
 pub mod jenkins;
+pub mod lambda;
 pub mod moto;

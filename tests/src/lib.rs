@@ -1,5 +1,7 @@
-//! Shared helpers for the integration tests: process checks, bounded waiting, log capture, and
-//! re-running the current test binary as a helper process.
+//! Shared helpers for the integration tests: process checks, bounded waiting, log capture,
+//! re-running the current test binary as a helper process, and launching agent instances into
+//! moto the way the scaler does. This is test code: a helper that cannot do its job panics with
+//! the reason, which fails the test that called it.
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};

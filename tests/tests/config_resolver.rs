@@ -1148,3 +1148,112 @@ fn responses_fit_in_4096_bytes() {
     };
     assert!(response.to_body().len() <= 4096);
 }
+
+// ---------------------------------------------------------------------------------------------
+// A stack in moto whose custom resource is answered by the handler (MOTO.md "Custom
+// resources"): moto creates the stack's function but cannot invoke it (no Docker), so the
+// request is built here from the template and the handler PUTs to moto's cfnresponse URL.
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_moto_stack_completes_when_the_handler_answers_its_custom_resource() {
+    let world = World::new().await;
+    let deps = world.deps().await;
+    let conf = world.moto.sdk_config().await;
+    let cfn = aws_sdk_cloudformation::Client::new(&conf);
+    let mut properties = world.properties();
+    let template = json!({
+        "Resources": {
+            "ResolverRole": {"Type": "AWS::IAM::Role", "Properties": {
+                "AssumeRolePolicyDocument": {"Version": "2012-10-17", "Statement": [{
+                    "Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"},
+                    "Action": "sts:AssumeRole"}]}}},
+            "Resolver": {"Type": "AWS::Lambda::Function", "Properties": {
+                "Runtime": "python3.12", "Handler": "index.handler",
+                "Role": {"Fn::GetAtt": ["ResolverRole", "Arn"]},
+                "Code": {"ZipFile": "def handler(event, context):\n    pass\n"}}},
+            "JenkinsConfig": {"Type": "Custom::JenkinsConfig", "Properties": {
+                "ServiceToken": {"Fn::GetAtt": ["Resolver", "Arn"]},
+                "LaunchTemplate": properties["LaunchTemplate"],
+                "LaunchTemplateVersion": properties["LaunchTemplateVersion"],
+                "Subnets": properties["Subnets"],
+                "SecurityGroups": properties["SecurityGroups"],
+                "InstanceProfile": properties["InstanceProfile"],
+                "Masters": properties["Masters"],
+                "JenkinsUrl": properties["JenkinsUrl"],
+                "MaxAgents": 20,
+                "Labels": properties["Labels"]}}
+        },
+        "Outputs": {
+            "FleetParameter": {"Value": {"Fn::GetAtt": ["JenkinsConfig", "FleetParameter"]}},
+            "ConfigHash": {"Value": {"Fn::GetAtt": ["JenkinsConfig", "ConfigHash"]}}
+        }
+    });
+    let stack_id = cfn
+        .create_stack()
+        .stack_name("ci")
+        .template_body(template.to_string())
+        .capabilities(aws_sdk_cloudformation::types::Capability::CapabilityIam)
+        .send()
+        .await
+        .expect("CreateStack")
+        .stack_id()
+        .expect("stack id")
+        .to_string();
+    let status =
+        |stacks: &aws_sdk_cloudformation::operation::describe_stacks::DescribeStacksOutput| {
+            stacks.stacks()[0]
+                .stack_status()
+                .map(|s| s.as_str().to_string())
+        };
+    let before = cfn
+        .describe_stacks()
+        .stack_name(&stack_id)
+        .send()
+        .await
+        .expect("DescribeStacks");
+    assert_eq!(status(&before).as_deref(), Some("CREATE_IN_PROGRESS"));
+
+    // The request CloudFormation would send (moto passes numbers unstringified; so does this).
+    properties["MaxAgents"] = json!(20);
+    let request = json!({
+        "RequestType": "Create",
+        "ServiceToken": "arn:aws:lambda:us-east-1:123456789012:function:Resolver",
+        "ResponseURL": format!("{}/cloudformation_us-east-1/cfnresponse?stack={stack_id}", world.moto.endpoint_url()),
+        "StackId": stack_id,
+        "RequestId": "6f0f4a8e-moto-create",
+        "ResourceType": "Custom::JenkinsConfig",
+        "LogicalResourceId": "JenkinsConfig",
+        "ResourceProperties": properties,
+    });
+    let response = handle(&deps, request, LONG).await.expect("handled");
+    assert_eq!(response.status, Status::Success, "{:?}", response.reason);
+
+    let after = cfn
+        .describe_stacks()
+        .stack_name(&stack_id)
+        .send()
+        .await
+        .expect("DescribeStacks");
+    assert_eq!(status(&after).as_deref(), Some("CREATE_COMPLETE"));
+    let outputs: BTreeMap<String, String> = after.stacks()[0]
+        .outputs()
+        .iter()
+        .filter_map(|o| Some((o.output_key()?.to_string(), o.output_value()?.to_string())))
+        .collect();
+    assert_eq!(
+        outputs.get("FleetParameter"),
+        Some(&response.data["FleetParameter"])
+    );
+    assert_eq!(
+        outputs.get("ConfigHash"),
+        Some(&response.data["ConfigHash"])
+    );
+    assert!(response.data["FleetParameter"].starts_with("/longshore/ci/config/JenkinsConfig-"));
+    assert!(
+        world
+            .parameter(&response.data["FleetParameter"])
+            .await
+            .is_some()
+    );
+}

@@ -43,7 +43,9 @@ use serde::Deserialize;
 use super::faults::{self, Fault};
 use super::messages as msg;
 use super::model::{self, Ctx};
-use super::state::{AgentEvent, DURATION_PARAM, JobKind, NodeMode, SimError, State, UserOffline};
+use super::state::{
+    AgentEvent, AgentSpec, DURATION_PARAM, JobKind, NodeMode, SimError, State, UserOffline,
+};
 use super::tree::{self, Pruner};
 use super::{PING_INTERVAL, Simulator};
 
@@ -862,15 +864,15 @@ fn do_create_node(st: &mut State, now: Instant, req: &Req) -> Response {
         .and_then(|l| l.get("webSocket"))
         .is_some_and(|v| v.as_bool() == Some(true) || v.as_str() == Some("true"));
     let executors = u32::try_from(executors).unwrap_or(0);
-    match st.create_agent(
-        &name,
-        form.label_string.as_deref().unwrap_or(""),
+    let spec = AgentSpec {
+        name: &name,
+        label_string: form.label_string.as_deref().unwrap_or(""),
         executors,
         mode,
-        form.remote_fs.as_deref().unwrap_or("/home/jenkins/agent"),
+        remote_fs: form.remote_fs.as_deref().unwrap_or("/home/jenkins/agent"),
         websocket,
-        now,
-    ) {
+    };
+    match st.create_agent(spec, now) {
         Ok(()) => redirect(StatusCode::FOUND, &format!("{}computer/", st.root_url)),
         Err(e) => failure(&e.to_string()),
     }
@@ -948,7 +950,15 @@ fn create_node_xml(st: &mut State, now: Instant, req: &Req) -> Response {
     let websocket = xml_text(xml, "webSocket").is_some_and(|s| s.trim() == "true");
     let label = xml_text(xml, "label").unwrap_or_default();
     let fs = xml_text(xml, "remoteFS").unwrap_or_else(|| "/home/jenkins/agent".into());
-    match st.create_agent(&name, &label, executors, mode, &fs, websocket, now) {
+    let spec = AgentSpec {
+        name: &name,
+        label_string: &label,
+        executors,
+        mode,
+        remote_fs: &fs,
+        websocket,
+    };
+    match st.create_agent(spec, now) {
         Ok(()) => StatusCode::OK.into_response(),
         Err(e) => failure(&e.to_string()),
     }
@@ -1183,10 +1193,10 @@ async fn ws_agents(
     let cookie = h("Connection-Cookie");
     let checked = sim.with(|st, now| {
         if st.down_until.is_some_and(|u| now < u) {
-            return Err(restarting());
+            return Err(Box::new(restarting()));
         }
         let Some(expected) = st.agent_secret(&agent) else {
-            return Err(bad_request(msg::WS_NO_SUCH_AGENT, uri));
+            return Err(Box::new(bad_request(msg::WS_NO_SUCH_AGENT, uri)));
         };
         // MessageDigest.isEqual: compare without an early exit.
         let same = secret.len() == expected.len()
@@ -1196,26 +1206,33 @@ async fn ws_agents(
                 .fold(0u8, |acc, (a, b)| acc | (a ^ b))
                 == 0;
         if !same {
-            return Err(StatusCode::FORBIDDEN.into_response());
+            return Err(Box::new(StatusCode::FORBIDDEN.into_response()));
         }
         // Util.toHexString(Util.fromHexString(cookie)), or a fresh 32-byte cookie.
         let cookie = match &cookie {
             Some(c) => match hex::decode(c) {
                 Ok(bytes) => hex::encode(bytes),
-                Err(_) => return Err(oops("java.lang.NumberFormatException: malformed cookie")),
+                Err(_) => {
+                    return Err(Box::new(oops(
+                        "java.lang.NumberFormatException: malformed cookie",
+                    )));
+                }
             },
             None => hex::encode(rand::random::<[u8; 32]>()),
         };
         if let Some(current) = st.connected_cookie(&agent)
             && current != cookie
         {
-            return Err(bad_request(&msg::ws_already_connected(&agent), uri));
+            return Err(Box::new(bad_request(
+                &msg::ws_already_connected(&agent),
+                uri,
+            )));
         }
         Ok(cookie)
     });
     let cookie = match checked {
         Ok(c) => c,
-        Err(res) => return res,
+        Err(res) => return *res,
     };
     let Ok(ws) = ws else {
         return bad_request("WebSocket upgrade required", uri);

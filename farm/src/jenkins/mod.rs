@@ -258,12 +258,14 @@ impl Simulator {
     pub fn create_agent(&self, name: &str, labels: &str, executors: u32) -> Result<(), SimError> {
         self.with(|st, now| {
             st.create_agent(
-                name,
-                labels,
-                executors,
-                NodeMode::Normal,
-                "/home/jenkins/agent",
-                true,
+                state::AgentSpec {
+                    name,
+                    label_string: labels,
+                    executors,
+                    mode: NodeMode::Normal,
+                    remote_fs: "/home/jenkins/agent",
+                    websocket: true,
+                },
                 now,
             )
         })

@@ -225,15 +225,20 @@ fn item_common(o: &mut Obj<'_, '_>, cx: &Ctx<'_>, item: &QItem, state: Option<It
     o.bool("buildable", VIS_ALL, state == Some(ItemState::Buildable));
     o.int("id", VIS_ALL, item.id as i64);
     o.int("inQueueSince", VIS_ALL, item.in_queue_since as i64);
-    o.str("params", VIS_ALL, &params_text(item));
-    let stuck = state.is_some() && cx.st.stuck(item, cx.now_ms);
-    o.bool("stuck", VIS_ALL, stuck);
+    if let Some(v) = o.prop("params", VIS_ALL) {
+        v.str(&params_text(item));
+    }
+    if let Some(v) = o.prop("stuck", VIS_ALL) {
+        v.bool(state.is_some() && cx.st.stuck(item, cx.now_ms));
+    }
     if let Some(v) = o.prop("task", VIS_ALL) {
         v.obj(Some(task_class(cx, &item.task)), |o| {
             task(o, cx, &item.task)
         });
     }
-    o.str("url", VIS_ALL, &format!("queue/item/{}/", item.id));
+    if let Some(v) = o.prop("url", VIS_ALL) {
+        v.str(&format!("queue/item/{}/", item.id));
+    }
     if let Some(v) = o.prop("why", VIS_ALL) {
         match state {
             Some(_) => v.str(&cx.why(item)),

@@ -150,6 +150,17 @@ pub(crate) struct Conn {
     pub tx: UnboundedSender<AgentEvent>,
 }
 
+/// What `doCreateItem` (or `createItem` with XML) defines.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AgentSpec<'a> {
+    pub name: &'a str,
+    pub label_string: &'a str,
+    pub executors: u32,
+    pub mode: NodeMode,
+    pub remote_fs: &'a str,
+    pub websocket: bool,
+}
+
 /// A temporary offline cause set by a user (`OfflineCause.UserCause`).
 #[derive(Debug, Clone)]
 pub(crate) struct UserOffline {
@@ -489,16 +500,15 @@ impl State {
         Ok(name.to_owned())
     }
 
-    pub fn create_agent(
-        &mut self,
-        name: &str,
-        label_string: &str,
-        executors: u32,
-        mode: NodeMode,
-        remote_fs: &str,
-        websocket: bool,
-        now: Instant,
-    ) -> Result<(), SimError> {
+    pub fn create_agent(&mut self, spec: AgentSpec<'_>, now: Instant) -> Result<(), SimError> {
+        let AgentSpec {
+            name,
+            label_string,
+            executors,
+            mode,
+            remote_fs,
+            websocket,
+        } = spec;
         let name = self.check_new_node_name(Some(name))?;
         if executors == 0 {
             return Err(SimError::InvalidConfig(msg::invalid_executors(&name)));

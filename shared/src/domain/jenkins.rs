@@ -83,10 +83,13 @@ impl Computer {
     /// Executors running a build. Read from the executor list when the tree carried it,
     /// otherwise from `idle` (all or nothing), which is all older answers allow.
     pub fn busy_executors(&self) -> u32 {
-        if self.executors.is_empty() {
+        if self.executors.is_empty() || self.executors.iter().any(|e| e.idle.is_none()) {
             return if self.idle { 0 } else { self.num_executors };
         }
-        self.executors.iter().filter(|e| !e.idle).count() as u32
+        self.executors
+            .iter()
+            .filter(|e| e.idle == Some(false))
+            .count() as u32
     }
 }
 
@@ -99,7 +102,9 @@ pub struct LabelRef {
 /// One executor slot of a computer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Executor {
-    pub idle: bool,
+    /// Absent at the default depth (executors show as `{}`), present with a tree.
+    #[serde(default)]
+    pub idle: Option<bool>,
 }
 
 #[cfg(test)]
@@ -128,7 +133,7 @@ mod tests {
     fn recorded_computers_parse() {
         let set: ComputerSet =
             serde_json::from_str(&fixture("computer/cdancy-computer-set.json")).unwrap();
-        assert_eq!(set.computer.len(), 2);
+        assert_eq!(set.computer.len(), 10);
         assert!(set.computer.iter().any(|c| c.offline));
     }
 

@@ -494,7 +494,7 @@ pub fn assigned_label(configured: Option<&str>) -> Option<LabelExpr> {
         return None;
     }
     let text = unquote(text);
-    Some(parse(&text).unwrap_or_else(|_| LabelExpr::Atom(text)))
+    Some(parse(&text).unwrap_or(LabelExpr::Atom(text)))
 }
 
 /// `QuotedStringTokenizer.unquote`: strips one pair of matching `"` or `'` quotes, resolving

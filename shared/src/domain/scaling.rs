@@ -649,6 +649,7 @@ mod tests {
         ids.map(|id| WaitingItem {
             id,
             why: Why::Label(label.to_string()),
+            waiting_since_ms: NOW,
         })
         .collect()
     }
@@ -706,22 +707,27 @@ mod tests {
         items.push(WaitingItem {
             id: 2,
             why: Why::Label(standby_node_name("large")),
+            waiting_since_ms: NOW,
         });
         items.push(WaitingItem {
             id: 3,
             why: Why::AnyExecutor,
+            waiting_since_ms: NOW,
         });
         items.push(WaitingItem {
             id: 4,
             why: Why::Label("windows".to_string()),
+            waiting_since_ms: NOW,
         });
         items.push(WaitingItem {
             id: 5,
             why: Why::Unknown,
+            waiting_since_ms: NOW,
         });
         items.push(WaitingItem {
             id: 6,
             why: Why::NotForAgents,
+            waiting_since_ms: NOW,
         });
         let view = MasterView {
             waiting: items,

@@ -10,6 +10,7 @@ pub struct CfnLookups {
 }
 
 impl CfnLookups {
+    /// Lookups over a client built once at cold start.
     pub fn new(client: aws_sdk_cloudformation::Client) -> Self {
         CfnLookups { client }
     }

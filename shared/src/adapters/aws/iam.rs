@@ -9,6 +9,7 @@ pub struct IamLookups {
 }
 
 impl IamLookups {
+    /// Lookups over a client built once at cold start.
     pub fn new(client: aws_sdk_iam::Client) -> Self {
         IamLookups { client }
     }

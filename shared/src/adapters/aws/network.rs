@@ -21,6 +21,7 @@ fn filter(name: &str, values: &[String]) -> Filter {
 }
 
 impl Ec2Lookups {
+    /// Lookups over a client built once at cold start.
     pub fn new(client: aws_sdk_ec2::Client) -> Self {
         Ec2Lookups { client }
     }

@@ -79,6 +79,7 @@ pub struct SsmParams {
 }
 
 impl SsmParams {
+    /// Parameters over a client built once at cold start.
     pub fn new(client: aws_sdk_ssm::Client) -> Self {
         SsmParams { client }
     }

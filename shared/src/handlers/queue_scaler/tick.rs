@@ -1,4 +1,4 @@
-//! The queue-scaler's tick: observe every master and the stack's instances, run the pure
+//! One tick of the queue-scaler: observe every master and the stack's instances, run the pure
 //! [`scaling::plan`], and act on it through the ports.
 //!
 //! [`Scaler`] keeps what must survive between ticks of one process: since when each node has
@@ -117,8 +117,23 @@ impl<J: Jenkins, F: Fleet, S: Secrets> Scaler<J, F, S> {
         &self.config
     }
 
+    /// Points the scaler at the masters found for this invocation, keeping what it
+    /// remembers of their nodes.
+    pub fn set_masters(&mut self, masters: Vec<MasterEndpoint<J>>) {
+        self.masters = masters;
+    }
+
     /// One observe → plan → act round. `now_ms` is the wall clock in epoch milliseconds.
     pub async fn tick(&mut self, now_ms: i64) -> TickReport {
+        self.tick_with(now_ms, !self.dry_run).await
+    }
+
+    /// Observes and plans without acting (an overlapping invocation without the lease).
+    pub async fn observe_only(&mut self, now_ms: i64) -> TickReport {
+        self.tick_with(now_ms, false).await
+    }
+
+    async fn tick_with(&mut self, now_ms: i64, act: bool) -> TickReport {
         let mut report = TickReport::default();
         let agents = match self.fleet.agents().await {
             Ok(agents) => agents,
@@ -134,7 +149,7 @@ impl<J: Jenkins, F: Fleet, S: Secrets> Scaler<J, F, S> {
         for ignored in &plan.ignored {
             warn!(master = %ignored.master, item = ignored.item, reason = %ignored.reason, "queue item not counted");
         }
-        if self.dry_run {
+        if !act {
             log_plan(&plan);
         } else {
             self.act(&plan, now_ms, &mut report).await;
@@ -547,18 +562,18 @@ fn observed(snapshot: &Snapshot, config: &FleetConfig) -> BTreeMap<(String, Stri
 
 fn log_plan(plan: &Plan) {
     for launch in &plan.launches {
-        info!(dry_run = true, master = %launch.master, template = %launch.template, candidates = launch.candidates.len(), items = ?launch.for_items, "would launch an agent");
+        info!(acting = false, master = %launch.master, template = %launch.template, candidates = launch.candidates.len(), items = ?launch.for_items, "would launch an agent");
     }
     for retirement in &plan.retirements {
-        info!(dry_run = true, master = %retirement.master, node = %retirement.node, "would retire an idle agent");
+        info!(acting = false, master = %retirement.master, node = %retirement.node, "would retire an idle agent");
     }
     for orphan in &plan.orphan_instances {
-        info!(dry_run = true, instance = %orphan.instance_id, reason = ?orphan.reason, "would remove an orphan instance");
+        info!(acting = false, instance = %orphan.instance_id, reason = ?orphan.reason, "would remove an orphan instance");
     }
     for orphan in &plan.orphan_nodes {
-        info!(dry_run = true, master = %orphan.master, node = %orphan.node, "would remove an orphan node");
+        info!(acting = false, master = %orphan.master, node = %orphan.node, "would remove an orphan node");
     }
     for standby in &plan.standby_nodes {
-        info!(dry_run = true, master = %standby.master, template = %standby.template, "would create a standby node");
+        info!(acting = false, master = %standby.master, template = %standby.template, "would create a standby node");
     }
 }

@@ -1,0 +1,259 @@
+//! The Lambda harness runs the real function binaries under `cargo lambda watch
+//! --only-lambda-apis` and invokes them with real event JSON: the runtime contract (a handler
+//! error arrives as lambda_runtime's `Diagnostic`), an init failure reported instead of a hang,
+//! a warm process across invocations, and no process left behind after drop. Plus an ignored
+//! measurement of each function's cold start and peak RSS (debug build).
+//!
+//! Needs the function binaries: `cargo build --workspace` first (`make test` does).
+
+use std::time::{Duration, Instant};
+
+use longshore_farm::lambda::{
+    FunctionSpec, Invocation, LambdaError, LambdaFarm, binary_path, peak_rss_kib,
+};
+use longshore_tests::{init_tracing, pid_alive, wait_until, workspace_root};
+use serde_json::{Value, json};
+
+/// An outer bound on every test: the harness bounds each wait, this catches a harness bug.
+const TEST_LIMIT: Duration = Duration::from_secs(120);
+
+fn fixture(relative: &str) -> Value {
+    let path = workspace_root()
+        .join("../shared/fixtures/aws")
+        .join(relative);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+    serde_json::from_str(&text).expect("fixture is JSON")
+}
+
+fn scheduled_event() -> Value {
+    fixture("scheduled-event/rust-runtime-eventbridge-schedule.json")
+}
+
+/// recovery with the settings it needs; its handler answers every event with `NotBuiltYet`
+/// until it is built, so it carries the error-path tests.
+fn recovery() -> FunctionSpec {
+    FunctionSpec::new("recovery")
+        .env("LONGSHORE_STACK", "test")
+        .timeout(Duration::from_secs(20))
+}
+
+async fn bounded<F: std::future::Future>(test: F) -> F::Output {
+    tokio::time::timeout(TEST_LIMIT, test)
+        .await
+        .expect("the test exceeded its outer time limit")
+}
+
+#[tokio::test]
+async fn a_handler_error_arrives_as_the_runtime_diagnostic() {
+    init_tracing();
+    bounded(async {
+        let farm = LambdaFarm::start(&[recovery()]).await.expect("start");
+        let answer = farm
+            .invoke("recovery", &scheduled_event())
+            .await
+            .expect("invoke");
+        match answer {
+            Invocation::Failed {
+                error_type,
+                error_message,
+            } => {
+                assert_eq!(error_type, "NotBuiltYet", "{error_message}");
+                assert!(error_message.contains("recovery"), "{error_message}");
+            }
+            other => panic!("expected NotBuiltYet, got {other:?}"),
+        }
+        let logs = farm.logs("recovery");
+        assert!(logs.contains("cold start"), "{logs}");
+        assert!(logs.contains("\"stack\":\"test\""), "{logs}");
+        assert!(farm.cold_start("recovery").is_some());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_missing_setting_fails_the_start_and_names_itself() {
+    init_tracing();
+    bounded(async {
+        let started = Instant::now();
+        // No LONGSHORE_STACK (and the harness passes none of the test's own environment).
+        let spec = FunctionSpec::new("recovery").timeout(Duration::from_secs(10));
+        let err = LambdaFarm::start(&[spec])
+            .await
+            .expect_err("init must fail");
+        let text = err.to_string();
+        assert!(
+            matches!(err, LambdaError::InitFailed { ref function, .. } if function == "recovery"),
+            "{text}"
+        );
+        assert!(text.contains("LONGSHORE_STACK"), "{text}");
+        assert!(
+            started.elapsed() < Duration::from_secs(70),
+            "took {:?}",
+            started.elapsed()
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_process_stays_warm_between_invocations() {
+    init_tracing();
+    bounded(async {
+        let farm = LambdaFarm::start(&[recovery()]).await.expect("start");
+        let pid = farm.pid("recovery").expect("pid");
+        for round in 0..2 {
+            let answer = farm
+                .invoke("recovery", &scheduled_event())
+                .await
+                .unwrap_or_else(|e| panic!("invocation {round}: {e}"));
+            assert!(
+                matches!(answer, Invocation::Failed { ref error_type, .. } if error_type == "NotBuiltYet"),
+                "invocation {round}: {answer:?}"
+            );
+        }
+        // An event the function cannot read is refused by the runtime, not by a crash.
+        let answer = farm
+            .invoke("recovery", &json!({"not": "an EventBridge event"}))
+            .await
+            .expect("invoke");
+        match answer {
+            Invocation::Failed { error_message, .. } => {
+                assert!(error_message.contains("detail-type"), "{error_message}")
+            }
+            other => panic!("expected a deserialization error, got {other:?}"),
+        }
+        assert_eq!(farm.pid("recovery"), Some(pid), "same process");
+        assert!(pid_alive(pid));
+        let logs = farm.logs("recovery");
+        assert_eq!(logs.matches("cold start").count(), 1, "{logs}");
+        assert_eq!(
+            logs.matches("event refused: handler not built yet").count(),
+            2,
+            "{logs}"
+        );
+        // A name the farm does not run is an error at once, not a queued event.
+        assert!(matches!(
+            farm.invoke("queue-scaler", &scheduled_event()).await,
+            Err(LambdaError::UnknownFunction(_))
+        ));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn no_process_is_left_after_drop() {
+    init_tracing();
+    bounded(async {
+        let farm = LambdaFarm::start(&[recovery()]).await.expect("start");
+        let function = farm.pid("recovery").expect("pid");
+        let emulator = farm.emulator_pid();
+        assert!(pid_alive(function) && pid_alive(emulator));
+        drop(farm);
+        assert!(
+            wait_until(Duration::from_secs(5), || !pid_alive(function)
+                && !pid_alive(emulator)),
+            "function {function} or emulator {emulator} still runs"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_missing_binary_says_how_to_build_it() {
+    let err = LambdaFarm::start(&[FunctionSpec::new("no-such-function")])
+        .await
+        .expect_err("no binary");
+    let text = err.to_string();
+    assert!(matches!(err, LambdaError::BinaryMissing { .. }), "{text}");
+    assert!(text.contains("cargo build --workspace"), "{text}");
+}
+
+/// Cold start (spawn → first invocation answered) and peak RSS (VmHWM) of each function,
+/// debug build, under the emulator, against a private moto server. Run with:
+/// `cargo test --workspace --all-targets lambda_footprint -- --ignored --nocapture`
+#[tokio::test]
+#[ignore = "a measurement, not a check: prints cold start and peak RSS per function"]
+async fn lambda_footprint() {
+    init_tracing();
+    let moto = longshore_farm::moto::MotoServer::start().expect("moto");
+    let endpoint = moto.endpoint_url();
+    let cfn_response = answer_cloudformation_responses().await;
+    let mut create = fixture("cloudformation-custom-resource/rust-runtime-create-request.json");
+    create["ResponseURL"] = json!(cfn_response);
+    let cases: Vec<(FunctionSpec, Value)> = vec![
+        (
+            FunctionSpec::new("recovery").env("LONGSHORE_STACK", "footprint"),
+            scheduled_event(),
+        ),
+        (
+            FunctionSpec::new("config-resolver").env("LONGSHORE_STACK", "footprint"),
+            create,
+        ),
+        (
+            FunctionSpec::new("queue-scaler")
+                .env("LONGSHORE_STACK", "footprint")
+                .env("DRY_RUN", "true")
+                .env("LONGSHORE_MASTERS", "m1=http://127.0.0.1:9/")
+                .env("FLEET_CONFIG_PARAMETER", "/longshore/footprint/fleet")
+                .env("LEASE_TABLE", "footprint-lease")
+                .env("JENKINS_SECRET", "footprint-jenkins")
+                .env("INVOCATION_BUDGET", "2s")
+                .env("POLL_INTERVAL", "1s"),
+            scheduled_event(),
+        ),
+    ];
+    let mut rows = Vec::new();
+    for (spec, event) in cases {
+        let spec = spec
+            .env("AWS_ENDPOINT_URL", &endpoint)
+            .timeout(Duration::from_secs(60));
+        let name = spec.name.clone();
+        let farm = match LambdaFarm::start(&[spec]).await {
+            Ok(farm) => farm,
+            Err(e) => {
+                rows.push(format!("{name:<16} did not start: {e}"));
+                continue;
+            }
+        };
+        let answer = farm.invoke(&name, &event).await;
+        let pid = farm.pid(&name).expect("pid");
+        let summary = match &answer {
+            Ok(Invocation::Ok(v)) => format!("ok {v}"),
+            Ok(Invocation::Failed { error_type, .. }) => format!("error {error_type}"),
+            Err(e) => format!("harness error: {e}"),
+        };
+        rows.push(format!(
+            "{name:<16} init {:>6} ms  cold start {:>6} ms  peak RSS {:>7} KiB  binary {:>4} MB  ({summary})",
+            farm.ready_after(&name).map_or(0, |d| d.as_millis()),
+            farm.cold_start(&name).map_or(0, |d| d.as_millis()),
+            peak_rss_kib(pid).unwrap_or(0),
+            std::fs::metadata(binary_path(&name)).map_or(0, |m| m.len() / 1_000_000),
+        ));
+    }
+    println!("\nLambda footprint (debug build, cargo lambda watch --only-lambda-apis):");
+    for row in &rows {
+        println!("  {row}");
+    }
+    assert!(rows.iter().all(|r| r.contains("cold start")), "{rows:#?}");
+}
+
+/// A local stand-in for CloudFormation's pre-signed ResponseURL: answers every request 200.
+async fn answer_cloudformation_responses() -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 64 * 1024];
+                let _ = tokio::time::timeout(Duration::from_secs(2), socket.read(&mut buf)).await;
+                let _ = socket
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                    .await;
+            });
+        }
+    });
+    format!("http://{addr}/cfn-response")
+}
