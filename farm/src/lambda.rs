@@ -13,8 +13,9 @@
 //!   `http://<addr>/.rt`, `function_addr` appends `/<name>`; `runtime/mod.rs` routes
 //!   `/:function_name/2018-06-01/runtime/invocation/next`), and its invoke API
 //!   `/2015-03-31/functions/<name>/invocations` queues the event for that name. So each function
-//!   process gets `AWS_LAMBDA_RUNTIME_API=http://127.0.0.1:<port>/.rt/<name>` (lambda_runtime's
-//!   client accepts a scheme and a base path: `lambda_runtime_api_client::set_origin`), plus the
+//!   process gets `AWS_LAMBDA_RUNTIME_API=http://127.0.0.1:<port>/.rt/<name>` (AWS sets a bare
+//!   `host:port`; lambda_runtime's client also takes a scheme and a base path:
+//!   `lambda_runtime_api_client::set_origin`; the port is the forwarder's, see below), plus the
 //!   variables `lambda_runtime::Config::from_env` panics without (`AWS_LAMBDA_FUNCTION_NAME`,
 //!   `AWS_LAMBDA_FUNCTION_MEMORY_SIZE`, `AWS_LAMBDA_FUNCTION_VERSION`): the same set
 //!   cargo-lambda's own watcher gives the functions it starts (`watcher.rs`, `on_pre_spawn`).
@@ -43,7 +44,6 @@
 //!   [`spawn_tied_to_process`] (PDEATHSIG from a process-lifetime thread) and `Drop` stops the
 //!   functions, then the emulator (SIGTERM, short grace, SIGKILL, reap), also while a panic
 //!   unwinds.
-//!
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::{BufRead, BufReader, Read};
@@ -1102,6 +1102,73 @@ mod tests {
     #[test]
     fn peak_rss_of_this_process_is_known() {
         assert!(peak_rss_kib(std::process::id()).is_some_and(|kib| kib > 0));
+    }
+
+    /// A stand-in for cargo-lambda's runtime API: every answer carries its constant deadline.
+    async fn fake_emulator() -> u16 {
+        async fn answer(request: Request) -> Response {
+            let mut response = Response::new(Body::from(request.uri().path().to_string()));
+            response
+                .headers_mut()
+                .insert("lambda-runtime-deadline-ms", HeaderValue::from(600_000u64));
+            response
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            axum::serve(listener, axum::Router::new().fallback(answer))
+                .await
+                .unwrap()
+        });
+        port
+    }
+
+    #[tokio::test]
+    async fn the_forwarder_sets_the_deadline_of_a_delivered_event() {
+        let emulator = fake_emulator().await;
+        let timeouts = HashMap::from([("recovery".to_string(), Duration::from_secs(30))]);
+        let proxy = RuntimeProxy::start(emulator, timeouts).unwrap();
+        assert!(!proxy.has_polled("recovery"));
+        let base = format!(
+            "http://127.0.0.1:{}/.rt/recovery/2018-06-01/runtime",
+            proxy.port()
+        );
+        let http = reqwest::Client::builder().no_proxy().build().unwrap();
+        let before = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+
+        let next = http
+            .get(format!("{base}/invocation/next"))
+            .send()
+            .await
+            .unwrap();
+        assert!(proxy.has_polled("recovery"));
+        let deadline: u64 = next.headers()["lambda-runtime-deadline-ms"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let expected = (before + Duration::from_secs(30)).as_millis() as u64;
+        assert!(
+            (expected..expected + 5_000).contains(&deadline),
+            "{deadline} vs {expected}"
+        );
+        assert_eq!(
+            next.headers()["lambda-runtime-invoked-function-arn"],
+            "arn:aws:lambda:us-east-1:123456789012:function:recovery"
+        );
+        assert_eq!(
+            next.text().await.unwrap(),
+            "/.rt/recovery/2018-06-01/runtime/invocation/next"
+        );
+
+        // Anything else passes unchanged.
+        let posted = http
+            .post(format!("{base}/invocation/abc/response"))
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(posted.headers()["lambda-runtime-deadline-ms"], "600000");
     }
 
     #[test]

@@ -13,3 +13,4 @@ pub mod demo;
 pub mod jenkins;
 pub mod lambda;
 pub mod moto;
+pub mod stack;

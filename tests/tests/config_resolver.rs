@@ -569,7 +569,8 @@ async fn aws_facts_that_do_not_fit_are_named() {
     let world = World::new().await;
     let deps = world.deps().await;
     let listener = Listener::start(0).await;
-    let cases: Vec<(&str, Box<dyn Fn(&mut Value)>, &str)> = vec![
+    type Change = Box<dyn Fn(&mut Value)>;
+    let cases: Vec<(&str, Change, &str)> = vec![
         (
             "unknown subnet",
             Box::new(|p| p["Subnets"][0] = json!("subnet-0000000000deadbee")),
@@ -1256,4 +1257,76 @@ async fn a_moto_stack_completes_when_the_handler_answers_its_custom_resource() {
             .await
             .is_some()
     );
+}
+
+#[tokio::test]
+async fn a_hanging_update_keeps_its_physical_id_and_malformed_requests_are_answered() {
+    let deps = Deps {
+        lookups: FakeAws { hang: true },
+        params: MemParams::default(),
+        responder: Captured::default(),
+        answer_margin: Duration::from_millis(200),
+    };
+    let mut update = fixture("rust-runtime-update-request.json");
+    update["ResourceProperties"] = good_properties();
+    let response = handle(&deps, update, Duration::from_millis(600))
+        .await
+        .expect("answered");
+    assert_eq!(response.status, Status::Failed);
+    assert_eq!(
+        response.physical_resource_id,
+        "custom-resource-f4bd5382-3de3-4caf-b7ad-1be06b899647"
+    );
+    assert!(
+        response
+            .reason
+            .as_deref()
+            .unwrap_or_default()
+            .starts_with("timed out resolving the Update request")
+    );
+
+    // No ResourceType: not a request the typed event accepts, but it names where to answer.
+    let mut malformed = fixture("rust-runtime-create-request.json");
+    malformed
+        .as_object_mut()
+        .expect("object")
+        .remove("ResourceType");
+    let response = handle(&deps, malformed, LONG).await.expect("answered");
+    assert_eq!(response.status, Status::Failed);
+    assert!(
+        response
+            .reason
+            .as_deref()
+            .unwrap_or_default()
+            .starts_with("malformed custom resource request")
+    );
+    assert_eq!(deps.responder.0.lock().unwrap().len(), 2, "both answered");
+    // Nothing to answer to: an error for the runtime, no panic.
+    assert!(
+        handle(&deps, json!({"hello": "world"}), LONG)
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn a_stack_id_without_a_stack_name_is_refused_before_anything_is_written() {
+    let deps = Deps::new(
+        FakeAws::default(),
+        MemParams::default(),
+        Captured::default(),
+    );
+    let mut request = fixture("rust-runtime-create-request.json");
+    request["ResourceProperties"] = good_properties();
+    request["StackId"] = json!("not a stack id");
+    let response = handle(&deps, request, LONG).await.expect("answered");
+    assert_eq!(response.status, Status::Failed);
+    assert!(
+        response
+            .reason
+            .as_deref()
+            .unwrap_or_default()
+            .starts_with("StackId \"not a stack id\"")
+    );
+    assert!(deps.params.0.lock().unwrap().is_empty());
 }

@@ -217,7 +217,7 @@ async fn answers_have_the_shape_of_the_recordings() {
         let xml =
             "<project><canRoam>true</canRoam><concurrentBuild>false</concurrentBuild></project>";
         let res = post_body(
-            &sim,
+            sim,
             &format!("createItem?name={job}"),
             "application/xml",
             xml.into(),
@@ -225,14 +225,14 @@ async fn answers_have_the_shape_of_the_recordings() {
         .await;
         assert_eq!(res.status(), StatusCode::OK);
         let res = post(
-            &sim,
+            sim,
             &format!("job/{job}/buildWithParameters?delay=0sec&feet=false"),
         )
         .await;
         assert_eq!(res.status(), StatusCode::CREATED);
     }
     let queue = eventually(5, "two buildable items", || async move {
-        let q = get_json(&sim, "queue/api/json").await;
+        let q = get_json(sim, "queue/api/json").await;
         let n = q["items"]
             .as_array()
             .map_or(0, |a| a.iter().filter(|i| i["buildable"] == true).count());
@@ -252,25 +252,22 @@ async fn answers_have_the_shape_of_the_recordings() {
 
     // Left (running): an agent takes one; blocked: a second build of the same non-concurrent job.
     sim.sim().create_agent("a1", "", 1).expect("agent");
-    let mut ws = connect_agent(&sim, "a1").await;
+    let mut ws = connect_agent(sim, "a1").await;
     let started = next_text(&mut ws).await;
     assert_eq!(started["type"], "build_started");
     let job = started["job"].as_str().expect("job").to_owned();
-    let items = queue_items(&sim).await;
-    let left_id = eventually(5, "left item", || {
-        let sim = &sim;
-        async move {
-            for id in 1..=2 {
-                let item = get_json(sim, &format!("queue/item/{id}/api/json")).await;
-                if item["_class"] == "hudson.model.Queue$LeftItem" {
-                    return Some(id);
-                }
+    let items = queue_items(sim).await;
+    let left_id = eventually(5, "left item", || async move {
+        for id in 1..=2 {
+            let item = get_json(sim, &format!("queue/item/{id}/api/json")).await;
+            if item["_class"] == "hudson.model.Queue$LeftItem" {
+                return Some(id);
             }
-            None
         }
+        None
     })
     .await;
-    let left = get_json(&sim, &format!("queue/item/{left_id}/api/json")).await;
+    let left = get_json(sim, &format!("queue/item/{left_id}/api/json")).await;
     assert_shape(
         "left running",
         &fixture("queue-item/cdancy-queue-item-left-running.json"),
@@ -279,7 +276,7 @@ async fn answers_have_the_shape_of_the_recordings() {
     assert_eq!(left["executable"]["number"], 1);
     assert!(items.len() <= 1);
     let res = post(
-        &sim,
+        sim,
         &format!("job/{job}/buildWithParameters?delay=0sec&a=4"),
     )
     .await;
@@ -290,7 +287,6 @@ async fn answers_have_the_shape_of_the_recordings() {
     let blocked_path = loc.trim_start_matches(&sim.url()).to_owned() + "api/json";
     let blocked = eventually(5, "blocked item", || {
         let p = blocked_path.clone();
-        let sim = &sim;
         async move {
             let v = get_json(sim, &p).await;
             (v["_class"] == "hudson.model.Queue$BlockedItem").then_some(v)
@@ -306,9 +302,9 @@ async fn answers_have_the_shape_of_the_recordings() {
 
     // Left (cancelled).
     let id = blocked["id"].as_u64().expect("id");
-    let res = post(&sim, &format!("queue/cancelItem?id={id}")).await;
+    let res = post(sim, &format!("queue/cancelItem?id={id}")).await;
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
-    let cancelled = get_json(&sim, &format!("queue/item/{id}/api/json")).await;
+    let cancelled = get_json(sim, &format!("queue/item/{id}/api/json")).await;
     assert_shape(
         "left cancelled",
         &fixture("queue-item/cdancy-queue-item-left-cancelled.json"),
@@ -320,7 +316,7 @@ async fn answers_have_the_shape_of_the_recordings() {
     sim.sim()
         .create_agent("never-connected", "x", 2)
         .expect("agent");
-    let computers = get_json(&sim, "computer/api/json").await;
+    let computers = get_json(sim, "computer/api/json").await;
     assert_shape(
         "computer",
         &fixture("computer/cdancy-computer-set.json"),
@@ -335,20 +331,20 @@ async fn answers_have_the_shape_of_the_recordings() {
         computers["computer"][1]["_class"],
         "hudson.slaves.SlaveComputer"
     );
-    let label = get_json(&sim, "label/built-in/api/json").await;
+    let label = get_json(sim, "label/built-in/api/json").await;
     assert_shape(
         "label",
         &fixture("label/node-jenkins-label-master.json"),
         &label,
     );
     assert_eq!(label["nodes"][0]["nodeName"], "");
-    let load = get_json(&sim, "overallLoad/api/json").await;
+    let load = get_json(sim, "overallLoad/api/json").await;
     assert_shape(
         "overallLoad",
         &fixture("overallLoad/cdancy-overall-load.json"),
         &load,
     );
-    let root = get_json(&sim, "api/json").await;
+    let root = get_json(sim, "api/json").await;
     assert_eq!(root["_class"], "hudson.model.Hudson");
     assert_eq!(root["useCrumbs"], true);
     owned.shutdown().await;
@@ -363,7 +359,7 @@ async fn queue_assignment_build_and_freed_executor() {
     sim.sim()
         .create_agent("lin-1", "linux docker", 1)
         .expect("agent");
-    let mut ws = connect_agent(&sim, "lin-1").await;
+    let mut ws = connect_agent(sim, "lin-1").await;
     let d = Duration::from_millis(400);
     let first = sim
         .sim()
@@ -380,14 +376,14 @@ async fn queue_assignment_build_and_freed_executor() {
         serde_json::json!({"type":"build_started","job":"build-a","number":1})
     );
     // While #1 runs, #2 waits for the only executor.
-    let items = queue_items(&sim).await;
+    let items = queue_items(sim).await;
     assert_eq!(items.len(), 1);
     assert_eq!(items[0]["_class"], "hudson.model.Queue$BuildableItem");
     assert_eq!(
         items[0]["why"],
         "Waiting for next available executor on ‘lin-1’"
     );
-    let busy = get_json(&sim, "computer/lin-1/api/json?depth=1").await;
+    let busy = get_json(sim, "computer/lin-1/api/json?depth=1").await;
     assert_eq!(busy["idle"], false);
     assert_eq!(busy["executors"][0]["currentExecutable"]["number"], 1);
     let finished = next_text(&mut ws).await;
@@ -408,7 +404,7 @@ async fn queue_assignment_build_and_freed_executor() {
         stats.waits
     );
     assert!(stats.builds_lost.is_empty());
-    let idle = get_json(&sim, "computer/lin-1/api/json").await;
+    let idle = get_json(sim, "computer/lin-1/api/json").await;
     assert_eq!(idle["idle"], true);
     assert_eq!(stats.agents.idle, 1);
     owned.shutdown().await;
@@ -419,29 +415,29 @@ async fn quiet_period_and_exclusive_nodes() {
     let owned = start_with(Duration::from_millis(300)).await;
     let sim = &owned;
     let xml = "<project><canRoam>true</canRoam></project>";
-    post_body(&sim, "createItem?name=q", "application/xml", xml.into()).await;
-    let res = post(&sim, "job/q/build").await;
+    post_body(sim, "createItem?name=q", "application/xml", xml.into()).await;
+    let res = post(sim, "job/q/build").await;
     assert_eq!(res.status(), StatusCode::CREATED);
-    let items = queue_items(&sim).await;
+    let items = queue_items(sim).await;
     assert_eq!(items[0]["_class"], "hudson.model.Queue$WaitingItem");
     let why = items[0]["why"].as_str().expect("why");
     assert!(why.starts_with("In the quiet period. Expires in "), "{why}");
     // Triggering again folds into the same item (Queue.schedule2).
-    let again = post(&sim, "job/q/build").await;
+    let again = post(sim, "job/q/build").await;
     assert_eq!(again.headers()["location"], res.headers()["location"]);
     // An EXCLUSIVE agent does not take an item without a label.
     let form = "name=ex-1&type=hudson.slaves.DumbSlave&json=%7B%22numExecutors%22%3A1%2C%22mode%22%3A%22EXCLUSIVE%22%2C%22labelString%22%3A%22big%22%7D";
     let res = post_body(
-        &sim,
+        sim,
         "computer/doCreateItem",
         "application/x-www-form-urlencoded",
         form.into(),
     )
     .await;
     assert_eq!(res.status(), StatusCode::FOUND);
-    let _ws = connect_agent(&sim, "ex-1").await;
+    let _ws = connect_agent(sim, "ex-1").await;
     let item = eventually(5, "buildable", || async move {
-        let items = queue_items(&sim).await;
+        let items = queue_items(sim).await;
         items.first().filter(|i| i["buildable"] == true).cloned()
     })
     .await;
@@ -562,7 +558,7 @@ async fn tree_and_depth_select_fields() {
             )
             .expect("submit");
     }
-    let q = get_json(&sim, "queue/api/json?tree=items[id,why,task[name]]{0,2}").await;
+    let q = get_json(sim, "queue/api/json?tree=items[id,why,task[name]]{0,2}").await;
     assert_eq!(q["items"].as_array().map(Vec::len), Some(2));
     let first = &q["items"][0];
     let keys: Vec<&String> = first.as_object().expect("object").keys().collect();
@@ -571,25 +567,25 @@ async fn tree_and_depth_select_fields() {
         first["task"],
         serde_json::json!({"_class":"hudson.model.FreeStyleProject","name":"t2"})
     );
-    let q = get_json(&sim, "queue/api/json?tree=items[id]{1}").await;
+    let q = get_json(sim, "queue/api/json?tree=items[id]{1}").await;
     assert_eq!(
         q["items"],
         serde_json::json!([{"_class":"hudson.model.Queue$BuildableItem","id":2}])
     );
-    let q = get_json(&sim, "queue/api/json?tree=items[id]{,1}").await;
+    let q = get_json(sim, "queue/api/json?tree=items[id]{,1}").await;
     assert_eq!(q["items"][0]["id"], 3);
-    let q = get_json(&sim, "queue/api/json?tree=items[id]{2,}").await;
+    let q = get_json(sim, "queue/api/json?tree=items[id]{2,}").await;
     assert_eq!(
         q["items"],
         serde_json::json!([{"_class":"hudson.model.Queue$BuildableItem","id":1}])
     );
     sim.sim().create_agent("d", "", 2).expect("agent");
-    let c = get_json(&sim, "computer/api/json").await;
+    let c = get_json(sim, "computer/api/json").await;
     assert_eq!(c["computer"][1]["executors"], serde_json::json!([{}, {}]));
-    let c = get_json(&sim, "computer/api/json?depth=1").await;
+    let c = get_json(sim, "computer/api/json?depth=1").await;
     assert_eq!(c["computer"][1]["executors"][1]["number"], 1);
     let c = get_json(
-        &sim,
+        sim,
         "computer/api/json?tree=computer[displayName,assignedLabels[name]]",
     )
     .await;
@@ -603,7 +599,7 @@ async fn tree_and_depth_select_fields() {
         "queue/api/json?tree=items{x}",
         "queue/api/json?depth=deep",
     ] {
-        let res = get(&sim, bad).await;
+        let res = get(sim, bad).await;
         assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR, "{bad}");
         assert!(res.text().await.expect("body").contains("Oops!"), "{bad}");
     }
@@ -631,7 +627,7 @@ async fn websocket_agents_connect_and_disconnect() {
             Err(e) => panic!("unexpected error {e}"),
             Ok(_) => (101, String::new()),
         };
-    let (code, body) = status(ws_connect(&sim, &[("Node-Name", "ws-1")]).await);
+    let (code, body) = status(ws_connect(sim, &[("Node-Name", "ws-1")]).await);
     assert_eq!(code, 400);
     assert!(
         body.contains("This endpoint is only for use from agent.jar in WebSocket mode"),
@@ -639,7 +635,7 @@ async fn websocket_agents_connect_and_disconnect() {
     );
     let (code, body) = status(
         ws_connect(
-            &sim,
+            sim,
             &[
                 ("Node-Name", "ghost"),
                 ("Secret-Key", "x"),
@@ -652,7 +648,7 @@ async fn websocket_agents_connect_and_disconnect() {
     assert!(body.contains("no such agent"), "{body}");
     let (code, _) = status(
         ws_connect(
-            &sim,
+            sim,
             &[
                 ("Node-Name", "ws-1"),
                 ("Secret-Key", "wrong"),
@@ -662,11 +658,11 @@ async fn websocket_agents_connect_and_disconnect() {
         .await,
     );
     assert_eq!(code, 403);
-    let before = get_json(&sim, "computer/ws-1/api/json").await;
+    let before = get_json(sim, "computer/ws-1/api/json").await;
     assert_eq!(before["offline"], true);
     assert_eq!(before["offlineCause"], Value::Null);
     let (mut ws, res) = ws_connect(
-        &sim,
+        sim,
         &[
             ("Node-Name", "ws-1"),
             ("Secret-Key", &secret),
@@ -679,13 +675,13 @@ async fn websocket_agents_connect_and_disconnect() {
     assert!(res.headers().contains_key("x-remoting-minimum-version"));
     assert!(res.headers().contains_key("connection-cookie"));
     eventually(5, "online", || async move {
-        (get_json(&sim, "computer/ws-1/api/json").await["offline"] == false).then_some(())
+        (get_json(sim, "computer/ws-1/api/json").await["offline"] == false).then_some(())
     })
     .await;
     // A second connection without the current cookie is refused.
     let (code, body) = status(
         ws_connect(
-            &sim,
+            sim,
             &[
                 ("Node-Name", "ws-1"),
                 ("Secret-Key", &secret),
@@ -700,7 +696,7 @@ async fn websocket_agents_connect_and_disconnect() {
         "{body}"
     );
     // The JNLP file carries the same secret first.
-    let jnlp = get(&sim, "computer/ws-1/jenkins-agent.jnlp")
+    let jnlp = get(sim, "computer/ws-1/jenkins-agent.jnlp")
         .await
         .text()
         .await
@@ -731,7 +727,7 @@ async fn websocket_agents_connect_and_disconnect() {
     .await;
     assert_eq!(stats.builds_lost[0].job, "long");
     assert_eq!(stats.builds_lost[0].node, "ws-1");
-    let after = get_json(&sim, "computer/ws-1/api/json").await;
+    let after = get_json(sim, "computer/ws-1/api/json").await;
     assert_eq!(after["offline"], true);
     assert_eq!(after["offlineCauseReason"], "Connection was broken");
     assert_eq!(stats.agents.offline, 1);
@@ -772,35 +768,35 @@ async fn why_texts_per_situation_for_freestyle_and_pipeline() {
         let j = |n: &str| format!("{n}-{kind:?}");
         // No agent at all: Jenkins does not talk about labels.
         assert_eq!(
-            why_of(&sim, kind, &j("a"), Some("docker")).await,
+            why_of(sim, kind, &j("a"), Some("docker")).await,
             "Waiting for next available executor"
         );
         sim.sim()
             .create_agent("other", "windows", 1)
             .expect("agent");
         assert_eq!(
-            why_of(&sim, kind, &j("b"), Some("docker")).await,
+            why_of(sim, kind, &j("b"), Some("docker")).await,
             "There are no nodes with the label ‘docker’"
         );
         sim.sim()
             .create_agent("d1", "docker linux", 1)
             .expect("agent");
         assert_eq!(
-            why_of(&sim, kind, &j("c"), Some("docker")).await,
+            why_of(sim, kind, &j("c"), Some("docker")).await,
             "‘d1’ is offline"
         );
         sim.sim().create_agent("d2", "docker", 1).expect("agent");
         assert_eq!(
-            why_of(&sim, kind, &j("d"), Some("docker")).await,
+            why_of(sim, kind, &j("d"), Some("docker")).await,
             "All nodes of label ‘docker’ are offline"
         );
         assert_eq!(
-            why_of(&sim, kind, &j("e"), Some("docker && linux")).await,
+            why_of(sim, kind, &j("e"), Some("docker && linux")).await,
             "‘d1’ is offline"
         );
         // Busy: one node of the label, then two.
-        let _w1 = connect_agent(&sim, "d1").await;
-        let _w2 = connect_agent(&sim, "d2").await;
+        let _w1 = connect_agent(sim, "d1").await;
+        let _w2 = connect_agent(sim, "d2").await;
         sim.sim()
             .submit(
                 "hog1",
@@ -822,20 +818,20 @@ async fn why_texts_per_situation_for_freestyle_and_pipeline() {
         })
         .await;
         assert_eq!(
-            why_of(&sim, kind, &j("f"), Some("docker && linux")).await,
+            why_of(sim, kind, &j("f"), Some("docker && linux")).await,
             "Waiting for next available executor on ‘d1’"
         );
         assert_eq!(
-            why_of(&sim, kind, &j("g"), Some("docker")).await,
+            why_of(sim, kind, &j("g"), Some("docker")).await,
             "Waiting for next available executor on ‘docker’"
         );
         assert_eq!(
-            why_of(&sim, kind, &j("h"), Some("docker||windows")).await,
+            why_of(sim, kind, &j("h"), Some("docker||windows")).await,
             "Waiting for next available executor on ‘docker||windows’"
         );
         // No label, every executor busy or offline.
         assert_eq!(
-            why_of(&sim, kind, &j("i"), None).await,
+            why_of(sim, kind, &j("i"), None).await,
             "Waiting for next available executor"
         );
         owned.shutdown().await;
@@ -853,15 +849,15 @@ async fn faults_are_observable() {
         budget: Budget::requests(1),
     });
     assert_eq!(
-        get(&sim, "queue/api/json").await.status(),
+        get(sim, "queue/api/json").await.status(),
         StatusCode::SERVICE_UNAVAILABLE
     );
-    assert_eq!(get(&sim, "queue/api/json").await.status(), StatusCode::OK);
+    assert_eq!(get(sim, "queue/api/json").await.status(), StatusCode::OK);
 
     sim.sim().inject(Fault::LoginPage {
         budget: Budget::requests(1),
     });
-    let res = get(&sim, "queue/api/json").await;
+    let res = get(sim, "queue/api/json").await;
     assert_eq!(res.status(), StatusCode::OK);
     assert!(
         res.headers()["content-type"]
@@ -873,7 +869,7 @@ async fn faults_are_observable() {
     sim.sim().inject(Fault::TruncatedJson {
         budget: Budget::requests(1),
     });
-    let text = get(&sim, "computer/api/json")
+    let text = get(sim, "computer/api/json")
         .await
         .text()
         .await
@@ -885,7 +881,7 @@ async fn faults_are_observable() {
 
     // Over HTTP: slow, then cleared.
     let res = post_body(
-        &sim,
+        sim,
         "__sim/faults",
         "application/json",
         r#"{"kind":"slow","delay_ms":300}"#.into(),
@@ -893,7 +889,7 @@ async fn faults_are_observable() {
     .await;
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
     let t = Instant::now();
-    get(&sim, "queue/api/json").await;
+    get(sim, "queue/api/json").await;
     assert!(t.elapsed() >= Duration::from_millis(300));
     let res = client()
         .delete(format!("{}__sim/faults", sim.url()))
@@ -903,19 +899,16 @@ async fn faults_are_observable() {
         .expect("req");
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
     let t = Instant::now();
-    get(&sim, "queue/api/json").await;
+    get(sim, "queue/api/json").await;
     assert!(t.elapsed() < Duration::from_millis(300));
 
     // Dropping agents takes them offline.
     sim.sim().create_agent("f1", "", 1).expect("agent");
-    let mut ws = connect_agent(&sim, "f1").await;
+    let mut ws = connect_agent(sim, "f1").await;
     sim.sim().inject(Fault::DropAgents {
         names: Some(vec!["f1".into()]),
     });
-    assert_eq!(
-        get_json(&sim, "computer/f1/api/json").await["offline"],
-        true
-    );
+    assert_eq!(get_json(sim, "computer/f1/api/json").await["offline"], true);
     let closed = tokio::time::timeout(Duration::from_secs(5), async {
         while let Some(Ok(m)) = ws.next().await {
             if matches!(m, Message::Close(_)) {
@@ -928,18 +921,18 @@ async fn faults_are_observable() {
     assert_eq!(closed, Ok(true));
 
     // A restart loses connections and running builds, answers 503 for a while, keeps nodes.
-    let mut ws = connect_agent(&sim, "f1").await;
+    let mut ws = connect_agent(sim, "f1").await;
     sim.sim()
         .submit("r", None, Duration::from_secs(60), JobKind::Freestyle)
         .expect("submit");
     assert_eq!(next_text(&mut ws).await["type"], "build_started");
     sim.sim().inject(Fault::Restart { down_ms: Some(200) });
     assert_eq!(
-        get(&sim, "api/json").await.status(),
+        get(sim, "api/json").await.status(),
         StatusCode::SERVICE_UNAVAILABLE
     );
     let c = eventually(5, "back up", || async move {
-        let res = get(&sim, "computer/f1/api/json").await;
+        let res = get(sim, "computer/f1/api/json").await;
         if res.status() == StatusCode::OK {
             res.json::<Value>().await.ok()
         } else {
@@ -970,7 +963,7 @@ async fn bad_input_gets_jenkins_errors_never_a_panic() {
         "no/such/thing",
     ] {
         assert_eq!(
-            get(&sim, path).await.status(),
+            get(sim, path).await.status(),
             StatusCode::NOT_FOUND,
             "GET {path}"
         );
@@ -981,7 +974,7 @@ async fn bad_input_gets_jenkins_errors_never_a_panic() {
         "computer/ghost/doDelete",
     ] {
         assert_eq!(
-            post(&sim, path).await.status(),
+            post(sim, path).await.status(),
             StatusCode::NOT_FOUND,
             "POST {path}"
         );
@@ -995,7 +988,7 @@ async fn bad_input_gets_jenkins_errors_never_a_panic() {
         "createItem?name=x",
         "queue/cancelItem?id=1",
     ] {
-        let res = get(&sim, path).await;
+        let res = get(sim, path).await;
         assert_eq!(res.status(), StatusCode::METHOD_NOT_ALLOWED, "GET {path}");
         assert_eq!(res.headers()["allow"], "POST");
     }
@@ -1010,10 +1003,10 @@ async fn bad_input_gets_jenkins_errors_never_a_panic() {
         "type=hudson.slaves.DumbSlave&json=%7B%7D",
     ];
     for body in cases {
-        let res = post_body(&sim, "computer/doCreateItem", form, body.into()).await;
+        let res = post_body(sim, "computer/doCreateItem", form, body.into()).await;
         assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{body}");
     }
-    let dup = post_body(&sim, "computer/doCreateItem", form, cases[3].into()).await;
+    let dup = post_body(sim, "computer/doCreateItem", form, cases[3].into()).await;
     assert!(dup.headers().contains_key("x-error"));
     assert!(
         dup.text()
@@ -1028,15 +1021,15 @@ async fn bad_input_gets_jenkins_errors_never_a_panic() {
     .expect("fixture")
     .trim()
     .replace("{name}", "rec-1");
-    let res = post_body(&sim, "computer/doCreateItem", form, recorded).await;
+    let res = post_body(sim, "computer/doCreateItem", form, recorded).await;
     assert_eq!(res.status(), StatusCode::FOUND);
     assert_eq!(
-        get_json(&sim, "computer/rec-1/api/json").await["numExecutors"],
+        get_json(sim, "computer/rec-1/api/json").await["numExecutors"],
         2
     );
     // Garbage XML and odd paths.
     let res = post_body(
-        &sim,
+        sim,
         "createItem?name=x",
         "application/xml",
         "not xml".into(),
@@ -1044,7 +1037,7 @@ async fn bad_input_gets_jenkins_errors_never_a_panic() {
     .await;
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
     let res = post_body(
-        &sim,
+        sim,
         "computer/createItem?name=x",
         "application/xml",
         "\u{0}<".into(),
@@ -1052,41 +1045,41 @@ async fn bad_input_gets_jenkins_errors_never_a_panic() {
     .await;
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
     assert_eq!(
-        get(&sim, "computer/%zz/api/json").await.status(),
+        get(sim, "computer/%zz/api/json").await.status(),
         StatusCode::BAD_REQUEST
     );
     assert_eq!(
-        get(&sim, "queue/api/json?tree=%zz").await.status(),
+        get(sim, "queue/api/json?tree=%zz").await.status(),
         StatusCode::BAD_REQUEST
     );
     // Toggle, change cause, delete.
-    let res = post(&sim, "computer/n1/toggleOffline?offlineMessage=maintenance").await;
+    let res = post(sim, "computer/n1/toggleOffline?offlineMessage=maintenance").await;
     assert_eq!(res.status(), StatusCode::FOUND);
-    let n1 = get_json(&sim, "computer/n1/api/json").await;
+    let n1 = get_json(sim, "computer/n1/api/json").await;
     assert_eq!(n1["temporarilyOffline"], true);
     assert_eq!(n1["offlineCauseReason"], "maintenance");
     assert_eq!(
         n1["offlineCause"]["_class"],
         "hudson.slaves.OfflineCause$UserCause"
     );
-    post(&sim, "computer/n1/toggleOffline").await;
+    post(sim, "computer/n1/toggleOffline").await;
     assert_eq!(
-        get_json(&sim, "computer/n1/api/json").await["temporarilyOffline"],
+        get_json(sim, "computer/n1/api/json").await["temporarilyOffline"],
         false
     );
     assert_eq!(
-        post(&sim, "computer/n1/doDelete").await.status(),
+        post(sim, "computer/n1/doDelete").await.status(),
         StatusCode::FOUND
     );
     assert_eq!(
-        get(&sim, "computer/n1/api/json").await.status(),
+        get(sim, "computer/n1/api/json").await.status(),
         StatusCode::NOT_FOUND
     );
     // The built-in node answers under its URL name.
-    let b = get_json(&sim, "computer/(built-in)/api/json").await;
+    let b = get_json(sim, "computer/(built-in)/api/json").await;
     assert_eq!(b["displayName"], "Built-In Node");
     // Still serving.
-    assert_eq!(get(&sim, "api/json").await.status(), StatusCode::OK);
+    assert_eq!(get(sim, "api/json").await.status(), StatusCode::OK);
     owned.shutdown().await;
 }
 
@@ -1097,13 +1090,13 @@ async fn label_endpoint_renders_expressions_like_jenkins() {
     sim.sim()
         .create_agent("l1", "docker linux", 2)
         .expect("agent");
-    let l = get_json(&sim, "label/docker%20%26%26%20linux/api/json").await;
+    let l = get_json(sim, "label/docker%20%26%26%20linux/api/json").await;
     assert_eq!(l["_class"], "hudson.model.labels.LabelExpression$And");
     assert_eq!(l["name"], "docker&&linux");
     assert_eq!(l["nodes"][0]["nodeName"], "l1");
     assert_eq!(l["offline"], true);
-    let _ws = connect_agent(&sim, "l1").await;
-    let l = get_json(&sim, "label/docker/api/json").await;
+    let _ws = connect_agent(sim, "l1").await;
+    let l = get_json(sim, "label/docker/api/json").await;
     assert_eq!(l["_class"], "hudson.model.labels.LabelAtom");
     assert_eq!(l["idleExecutors"], 2);
     assert_eq!(l["totalExecutors"], 2);

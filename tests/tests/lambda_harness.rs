@@ -81,6 +81,7 @@ async fn a_missing_setting_fails_the_start_and_names_itself() {
             .await
             .expect_err("init must fail");
         let text = err.to_string();
+        eprintln!("{text}");
         assert!(
             matches!(err, LambdaError::InitFailed { ref function, .. } if function == "recovery"),
             "{text}"
@@ -136,6 +137,34 @@ async fn the_process_stays_warm_between_invocations() {
             farm.invoke("queue-scaler", &scheduled_event()).await,
             Err(LambdaError::UnknownFunction(_))
         ));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_dead_function_is_reported_not_waited_for() {
+    init_tracing();
+    bounded(async {
+        let farm = LambdaFarm::start(&[recovery()]).await.expect("start");
+        let pid = farm.pid("recovery").expect("pid");
+        let pid_t = libc::pid_t::try_from(pid).expect("pid fits");
+        // SAFETY: kill(2) on the function process the farm started and has not reaped.
+        assert_eq!(unsafe { libc::kill(pid_t, libc::SIGKILL) }, 0);
+        let started = Instant::now();
+        let err = farm
+            .invoke("recovery", &scheduled_event())
+            .await
+            .expect_err("the function is dead");
+        assert!(
+            matches!(err, LambdaError::Exited { ref function, .. } if function == "recovery"),
+            "{err}"
+        );
+        // Well under the function's 20 s timeout: the exit is noticed, not waited out.
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
     })
     .await;
 }

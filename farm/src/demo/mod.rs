@@ -13,30 +13,22 @@ pub mod trace;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use aws_sdk_ec2::types::{
-    LaunchTemplateBlockDeviceMappingRequest, LaunchTemplateEbsBlockDeviceRequest,
-    LaunchTemplateHttpTokensState, LaunchTemplateInstanceMetadataOptionsRequest,
-    LaunchTemplateInstanceMetadataTagsState, RequestLaunchTemplateData,
-};
-use base64::Engine;
-use longshore::adapters::aws::ec2::{AgentState, Ec2Fleet, LaunchTemplateRef};
+use longshore::adapters::aws::ec2::{AgentState, Ec2Fleet};
 use longshore::adapters::aws::ssm::SsmSecrets;
 use longshore::adapters::jenkins::JenkinsClient;
-use longshore::domain::render::{AgentBootParams, agent_user_data};
 use longshore::domain::scaling::is_instance_id;
 use serde::Serialize;
 
 use crate::booter::{Booter, BooterConfig};
 use crate::jenkins::{JobKind, RunningSim, SimConfig, Simulator};
-use crate::moto::{MotoServer, REGION};
+use crate::moto::MotoServer;
+use crate::stack;
 use driver::{Driver, demo_fleet};
 use longshore::handlers::queue_scaler::MasterEndpoint;
 use progress::Progress;
 
 /// The stack name the demo's resources are tagged with.
 const STACK: &str = "longshore-demo";
-/// The SSM parameter of the ECS-optimized Amazon Linux 2023 AMI (moto ships it).
-const AMI_PARAMETER: &str = "/aws/service/ecs/optimized-ami/amazon-linux-2023/recommended/image_id";
 /// The simulated masters.
 const MASTERS: [&str; 2] = ["master-a", "master-b"];
 /// How often the driver ticks and the progress redraws (wall time).
@@ -114,7 +106,9 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport, DemoError> {
     let moto = MotoServer::start()?;
     let sdk = moto.sdk_config().await;
     let network = moto.prepare_network().await?;
-    let template = create_agent_launch_template(&sdk).await?;
+    let template = stack::create_agent_launch_template(&sdk, STACK)
+        .await
+        .map_err(setup)?;
 
     let mut sims: Vec<RunningSim> = Vec::new();
     for name in MASTERS {
@@ -278,63 +272,6 @@ fn lost(stats: &[crate::jenkins::SimStats]) -> usize {
 
 fn setup(err: impl std::fmt::Display) -> DemoError {
     DemoError::Setup(err.to_string())
-}
-
-/// The agents' launch template, as the stack defines it: the ECS-optimized AMI, the real user
-/// data, IMDSv2 only with instance tags in metadata, and an encrypted root volume.
-async fn create_agent_launch_template(
-    sdk: &aws_config::SdkConfig,
-) -> Result<LaunchTemplateRef, DemoError> {
-    let ssm = aws_sdk_ssm::Client::new(sdk);
-    let ami = ssm
-        .get_parameter()
-        .name(AMI_PARAMETER)
-        .send()
-        .await
-        .map_err(|err| setup(aws_sdk_ssm::error::DisplayErrorContext(err)))?
-        .parameter
-        .and_then(|p| p.value)
-        .ok_or_else(|| setup("the AMI parameter has no value"))?;
-    let user_data = agent_user_data(&AgentBootParams {
-        region: REGION.to_string(),
-        stack_name: STACK.to_string(),
-    });
-    let data = RequestLaunchTemplateData::builder()
-        .image_id(ami)
-        .user_data(base64::engine::general_purpose::STANDARD.encode(user_data))
-        .metadata_options(
-            LaunchTemplateInstanceMetadataOptionsRequest::builder()
-                .http_tokens(LaunchTemplateHttpTokensState::Required)
-                .instance_metadata_tags(LaunchTemplateInstanceMetadataTagsState::Enabled)
-                .build(),
-        )
-        .block_device_mappings(
-            LaunchTemplateBlockDeviceMappingRequest::builder()
-                .device_name("/dev/xvda")
-                .ebs(
-                    LaunchTemplateEbsBlockDeviceRequest::builder()
-                        .encrypted(true)
-                        .volume_size(50)
-                        .build(),
-                )
-                .build(),
-        )
-        .build();
-    let output = aws_sdk_ec2::Client::new(sdk)
-        .create_launch_template()
-        .launch_template_name(format!("{STACK}-agents"))
-        .launch_template_data(data)
-        .send()
-        .await
-        .map_err(|err| setup(aws_sdk_ec2::error::DisplayErrorContext(err)))?;
-    let id = output
-        .launch_template
-        .and_then(|t| t.launch_template_id)
-        .ok_or_else(|| setup("CreateLaunchTemplate answered no ID"))?;
-    Ok(LaunchTemplateRef {
-        id,
-        version: "$Latest".to_string(),
-    })
 }
 
 fn percentile(sorted: &[f64], q: f64) -> f64 {

@@ -20,7 +20,8 @@ use sha2::{Digest, Sha256};
 
 use crate::domain::fleet::{LabelTemplate, LaunchTemplate, Placement, SpotPolicy, Subnet};
 
-/// The resource type the template declares; other types are answered FAILED.
+/// The resource type the template declares. Requests are judged by their properties, not
+/// their type, so a sample request of another type fails naming the first missing property.
 pub const RESOURCE_TYPE: &str = "Custom::JenkinsConfig";
 
 /// CloudFormation refuses a response body larger than this (custom resource response objects,
@@ -1061,7 +1062,9 @@ mod tests {
     /// Each case breaks one thing; the error must name the property path.
     #[test]
     fn bad_properties_are_named() {
-        let cases: Vec<(&str, fn(&mut Value), &str)> = vec![
+        // (what the case breaks, how, the property path the error must name)
+        type Case = (&'static str, fn(&mut Value), &'static str);
+        let cases: Vec<Case> = vec![
             ("not an object", |v| *v = json!("x"), "ResourceProperties"),
             ("typo", |v| v["Subnet"] = json!([]), "Subnet"),
             (

@@ -367,6 +367,16 @@ mod tests {
         assert_eq!(names, ["AWS::Region", "AWS::StackName"]);
     }
 
+    /// EC2 refuses user data over 16 KiB (before base64); leave room for longer stack names.
+    #[test]
+    fn the_user_data_fits_ec2s_limit() {
+        let text = agent_user_data(&AgentBootParams {
+            region: "ap-southeast-3".into(),
+            stack_name: "x".repeat(128),
+        });
+        assert!(text.len() < 12 * 1024, "{} bytes", text.len());
+    }
+
     #[test]
     fn rendering_fills_every_placeholder() {
         let text = agent_user_data(&params());

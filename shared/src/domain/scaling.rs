@@ -229,7 +229,17 @@ pub fn plan(snapshot: &Snapshot, config: &FleetConfig) -> Plan {
             }
         }
 
-        let demand = demand_per_template(&master.name, view, &nodes, config, &mut plan.ignored);
+        // Until the standby nodes exist Jenkins may name no label at all ("pointless to talk
+        // about nodes" when a master has no agent): those texts are not taken at their word.
+        let standby_complete = !plan.standby_nodes.iter().any(|s| s.master == master.name);
+        let demand = demand_per_template(
+            &master.name,
+            view,
+            &nodes,
+            config,
+            standby_complete,
+            &mut plan.ignored,
+        );
         for template in &config.labels {
             let ours: Vec<&Instance> = instances
                 .iter()
@@ -328,10 +338,19 @@ fn demand_per_template(
     view: &MasterView,
     nodes: &BTreeMap<&str, &Node>,
     config: &FleetConfig,
+    standby_complete: bool,
     ignored: &mut Vec<IgnoredItem>,
 ) -> BTreeMap<String, Vec<u64>> {
     let mut demand: BTreeMap<String, Vec<u64>> = BTreeMap::new();
     for item in &view.waiting {
+        if item.why == Why::AnyExecutor && !standby_complete {
+            ignored.push(IgnoredItem {
+                master: master.to_string(),
+                item: item.id,
+                reason: "no label shown while the master has no agent node yet".to_string(),
+            });
+            continue;
+        }
         match template_for(&item.why, nodes, config) {
             Ok(Some(template)) => demand
                 .entry(template.to_string())
@@ -906,6 +925,21 @@ mod tests {
         };
         let plan = plan(&snap, &config());
         assert_eq!(plan, Plan::default());
+    }
+
+    #[test]
+    fn unlabelled_texts_wait_for_the_standby_nodes() {
+        let view = MasterView {
+            waiting: vec![WaitingItem {
+                id: 1,
+                why: Why::AnyExecutor,
+                waiting_since_ms: NOW,
+            }],
+            nodes: vec![],
+        };
+        let plan = plan(&snapshot(view, vec![]), &config());
+        assert!(plan.launches.is_empty());
+        assert_eq!(plan.ignored.len(), 1);
     }
 
     #[test]

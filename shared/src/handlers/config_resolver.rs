@@ -219,6 +219,16 @@ where
     let budget = remaining.saturating_sub(margin);
     let started = std::time::Instant::now();
 
+    // Parameters are filed under the stack's name: no name, no writes (a Delete still
+    // succeeds, as it only ever removes what a readable id owns).
+    let malformed = malformed.or_else(|| {
+        (stack_name(&request.stack_id).is_none() && request.kind != Kind::Delete).then(|| {
+            format!(
+                "StackId {:?} does not name a CloudFormation stack",
+                request.stack_id.chars().take(200).collect::<String>()
+            )
+        })
+    });
     let outcome = match malformed {
         Some(problem) => Outcome::failed(fallback_id, problem),
         None => match tokio::time::timeout(budget, process(deps, &request, &stack, &fallback_id))
