@@ -268,8 +268,8 @@ pub enum Invocation {
     },
 }
 
-/// The emulator plus the function processes it serves; everything stops when dropped and is
-/// killed when the owning process dies.
+/// The emulator, the runtime API forwarder and the function processes they serve; everything
+/// stops when dropped and is killed when the owning process dies.
 pub struct LambdaFarm {
     port: u16,
     emulator: Process,
@@ -301,7 +301,7 @@ struct Function {
     process: Process,
     /// When the process was spawned: the start of its cold start.
     spawned_at: Instant,
-    /// When it first held a connection to the emulator (init done).
+    /// When it first polled for an event (init done).
     ready_at: Option<Instant>,
     /// When its first invocation was answered (the end of its cold start).
     first_answer: Mutex<Option<Instant>>,

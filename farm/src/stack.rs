@@ -77,3 +77,64 @@ pub async fn create_agent_launch_template(
         version: "$Latest".to_string(),
     })
 }
+
+/// The scaler's lease table (partition key `pk`), as the stack defines it.
+pub async fn create_lease_table(sdk: &aws_config::SdkConfig, table: &str) -> Result<(), String> {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    };
+    let key = KeySchemaElement::builder()
+        .attribute_name("pk")
+        .key_type(KeyType::Hash)
+        .build()
+        .map_err(fail)?;
+    let attribute = AttributeDefinition::builder()
+        .attribute_name("pk")
+        .attribute_type(ScalarAttributeType::S)
+        .build()
+        .map_err(fail)?;
+    aws_sdk_dynamodb::Client::new(sdk)
+        .create_table()
+        .table_name(table)
+        .key_schema(key)
+        .attribute_definitions(attribute)
+        .billing_mode(BillingMode::PayPerRequest)
+        .send()
+        .await
+        .map_err(|err| fail(aws_sdk_dynamodb::error::DisplayErrorContext(err)))?;
+    Ok(())
+}
+
+/// The scaler's Jenkins credentials, as the stack's secret holds them.
+pub async fn create_jenkins_secret(
+    sdk: &aws_config::SdkConfig,
+    name: &str,
+    user: &str,
+    token: &str,
+) -> Result<String, String> {
+    let value = serde_json::json!({ "user": user, "token": token }).to_string();
+    let output = aws_sdk_secretsmanager::Client::new(sdk)
+        .create_secret()
+        .name(name)
+        .secret_string(value)
+        .send()
+        .await
+        .map_err(|err| fail(aws_sdk_secretsmanager::error::DisplayErrorContext(err)))?;
+    output
+        .arn
+        .ok_or_else(|| fail("CreateSecret answered no ARN"))
+}
+
+/// Stores the fleet configuration where config-resolver would.
+pub async fn put_fleet_config(
+    sdk: &aws_config::SdkConfig,
+    parameter: &str,
+    config: &longshore::domain::fleet::FleetConfig,
+) -> Result<(), String> {
+    let text = serde_json::to_string(config).map_err(fail)?;
+    longshore::adapters::aws::ssm::SsmParams::new(aws_sdk_ssm::Client::new(sdk))
+        .put(parameter, &text)
+        .await
+        .map_err(fail)?;
+    Ok(())
+}

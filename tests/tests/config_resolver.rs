@@ -1330,3 +1330,32 @@ async fn a_stack_id_without_a_stack_name_is_refused_before_anything_is_written()
     );
     assert!(deps.params.0.lock().unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn the_largest_success_still_fits_the_4096_byte_response() {
+    let deps = Deps::new(
+        FakeAws::default(),
+        MemParams::default(),
+        Captured::default(),
+    );
+    let mut props = good_properties();
+    let masters: Vec<Value> = (0..20)
+        .map(|i| json!({"Name": format!("master-{i:02}-{}", "x".repeat(22))}))
+        .collect();
+    props["Masters"] = json!(masters);
+    props["MaxAgents"] = json!("1000");
+    let mut request = fixture("rust-runtime-create-request.json");
+    request["ResourceProperties"] = props;
+    request["StackId"] = json!(format!(
+        "arn:aws:cloudformation:ap-southeast-3:123456789012:stack/s{}/16580499-7622-4a9c-b32f-4eba35da93da",
+        "t".repeat(127)
+    ));
+    request["LogicalResourceId"] = json!("L".repeat(255));
+    let response = handle(&deps, request, LONG).await.expect("answered");
+    assert_eq!(response.status, Status::Success, "{:?}", response.reason);
+    let sent = deps.responder.0.lock().unwrap()[0].clone();
+    assert!(sent.len() <= 4096, "{} bytes", sent.len());
+    let body: Value = serde_json::from_str(&sent).expect("json");
+    assert_eq!(body["Status"], "SUCCESS");
+    assert_eq!(body["Data"]["Master19CascVersion"], "1");
+}

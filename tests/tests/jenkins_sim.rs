@@ -165,10 +165,10 @@ fn compare_shape(path: &str, rec: &Value, sim: &Value, errors: &mut Vec<String>)
     match (rec, sim) {
         (Value::Null, _) | (_, Value::Null) => {}
         (Value::Object(r), Value::Object(s)) => {
-            if let (Some(rc), Some(sc)) = (r.get("_class"), s.get("_class")) {
-                if rc != sc {
-                    errors.push(format!("{path}: _class {sc} != recorded {rc}"));
-                }
+            if let (Some(rc), Some(sc)) = (r.get("_class"), s.get("_class"))
+                && rc != sc
+            {
+                errors.push(format!("{path}: _class {sc} != recorded {rc}"));
             }
             for k in r.keys() {
                 if !s.contains_key(k) {

@@ -209,6 +209,19 @@ async fn lambda_footprint() {
     let cfn_response = answer_cloudformation_responses().await;
     let mut create = fixture("cloudformation-custom-resource/rust-runtime-create-request.json");
     create["ResponseURL"] = json!(cfn_response);
+    // Well-formed properties naming resources moto does not have: the resolver looks them up
+    // (real SDK calls within its deadline) and answers FAILED with what is missing.
+    create["ResourceProperties"] = json!({
+        "ServiceToken": "arn:aws:lambda:us-east-1:123456789012:function:config-resolver",
+        "LaunchTemplate": "lt-0123456789abcdef0",
+        "Subnets": ["subnet-0123456789abcdef0"],
+        "SecurityGroups": ["sg-0123456789abcdef0"],
+        "InstanceProfile": "ci-agent",
+        "Masters": [{"Name": "master-a"}],
+        "JenkinsUrl": "https://jenkins.example.com/",
+        "MaxAgents": "20",
+        "Labels": [{"Name": "small", "InstanceTypes": ["t3.micro"], "MaxPerMaster": "3"}]
+    });
     let cases: Vec<(FunctionSpec, Value)> = vec![
         (
             FunctionSpec::new("recovery").env("LONGSHORE_STACK", "footprint"),

@@ -243,12 +243,13 @@ impl<J: Jenkins, F: Fleet, S: Secrets> Scaler<J, F, S> {
         for orphan in &plan.orphan_instances {
             info!(instance = %orphan.instance_id, reason = ?orphan.reason, "removing orphan instance");
             let master = orphan.master.as_deref().and_then(|name| self.master(name));
-            if let Some(master) = master {
-                if let Err(err) = delete_node_if_present(&master.jenkins, &orphan.instance_id).await
-                {
-                    report.errors.push(err.to_string());
-                    continue;
-                }
+            let node_removed = match master {
+                Some(master) => delete_node_if_present(&master.jenkins, &orphan.instance_id).await,
+                None => Ok(()), // its master is gone, and the node with it
+            };
+            if let Err(err) = node_removed {
+                report.errors.push(err.to_string());
+                continue;
             }
             match self.remove_instance(&orphan.instance_id).await {
                 Ok(()) => report.orphans_removed.push(orphan.instance_id.clone()),
