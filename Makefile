@@ -34,7 +34,8 @@ demo: setup ## the whole farm locally: moto, two simulated masters, booting agen
 	cargo build --workspace
 	RUST_LOG=$${RUST_LOG:-warn} $(TARGET_DIR)/debug/longshore-farm demo
 
-test: setup ## every test: unit, property, integration and end-to-end against moto and the simulator
+test: setup lint ## lint, then every test: unit, property, integration, end-to-end (moto, simulator)
+	cargo build --workspace
 	cargo test --workspace --all-targets --no-fail-fast
 
 lint: setup ## fmt, clippy (warnings are errors) and cfn-lint

@@ -896,13 +896,7 @@ async fn connect(
             let body = response
                 .body()
                 .as_deref()
-                .map(|b| {
-                    String::from_utf8_lossy(b)
-                        .trim()
-                        .chars()
-                        .take(200)
-                        .collect::<String>()
-                })
+                .map(|b| refusal_text(&String::from_utf8_lossy(b)))
                 .unwrap_or_default();
             Err(ConnectError::Refused(format!(
                 "HTTP {}: {body}",
@@ -989,6 +983,21 @@ fn build_event(text: &str) -> Option<BuildEvent> {
         "build_finished" => Some(BuildEvent::Finished),
         _ => None,
     }
+}
+
+/// A one-line reason from a refusal body: an HTML error page's title, or the text itself,
+/// whitespace collapsed and cut, so a log line stays one line.
+fn refusal_text(body: &str) -> String {
+    let text = match (body.find("<title>"), body.find("</title>")) {
+        (Some(start), Some(end)) if start + 7 <= end => &body[start + 7..end],
+        _ => body,
+    };
+    text.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .chars()
+        .take(200)
+        .collect()
 }
 
 #[cfg(test)]

@@ -11,8 +11,10 @@ use std::time::{Duration, Instant};
 use longshore_farm::lambda::{
     FunctionSpec, Invocation, LambdaError, LambdaFarm, binary_path, peak_rss_kib,
 };
-use longshore_tests::{init_tracing, pid_alive, wait_until, workspace_root};
+use longshore_tests::{init_tracing, pid_alive, rerun_test_as_helper, wait_until, workspace_root};
 use serde_json::{Value, json};
+
+const HELPER_FLAG: &str = "LONGSHORE_LAMBDA_HELPER";
 
 /// An outer bound on every test: the harness bounds each wait, this catches a harness bug.
 const TEST_LIMIT: Duration = Duration::from_secs(120);
@@ -185,6 +187,59 @@ async fn no_process_is_left_after_drop() {
         );
     })
     .await;
+}
+
+/// Not a test on its own: run by `processes_die_with_their_killed_owner` in a child process.
+#[tokio::test]
+async fn helper_hold_a_farm_until_killed() {
+    if std::env::var_os(HELPER_FLAG).is_none() {
+        return;
+    }
+    let farm = LambdaFarm::start(&[recovery()]).await.expect("start");
+    // libtest prints "test <name> ... " on the same line first: the reader splits on the marker.
+    println!(
+        "LONGSHORE_LAMBDA_PIDS={},{}",
+        farm.pid("recovery").expect("pid"),
+        farm.emulator_pid()
+    );
+    tokio::time::sleep(Duration::from_secs(60)).await;
+}
+
+#[test]
+fn processes_die_with_their_killed_owner() {
+    use std::io::{BufRead, BufReader};
+    let mut child = rerun_test_as_helper("helper_hold_a_farm_until_killed", HELPER_FLAG)
+        .expect("current exe")
+        .spawn()
+        .expect("spawn helper");
+    let stdout = child.stdout.take().expect("piped stdout");
+    // Read the helper's PID line on a thread so a broken helper cannot hang this test.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some((_, pids)) = line.split_once("LONGSHORE_LAMBDA_PIDS=") {
+                let pids: Option<Vec<u32>> =
+                    pids.trim().split(',').map(|p| p.parse().ok()).collect();
+                let _ = tx.send(pids);
+                return;
+            }
+        }
+        let _ = tx.send(None);
+    });
+    let pids = rx.recv_timeout(Duration::from_secs(90));
+    // SIGKILL: no Drop, no unwinding in the owner; only PDEATHSIG can stop its children.
+    child.kill().expect("SIGKILL the helper");
+    let status = child.wait().expect("reap the helper");
+    let pids = pids
+        .expect("helper printed no PIDs in time")
+        .expect("helper could not start the farm");
+    assert!(!status.success());
+    assert!(
+        wait_until(Duration::from_secs(10), || pids
+            .iter()
+            .all(|&pid| !pid_alive(pid))),
+        "{pids:?} outlived their SIGKILLed owner"
+    );
 }
 
 #[tokio::test]
