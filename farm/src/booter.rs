@@ -812,7 +812,7 @@ async fn stay_connected(
             }
             Err(ConnectError::Refused(reason)) => {
                 if reason != logged_refusal {
-                    warn!(instance_id = %id, reason = %reason, "master refused the agent; retrying");
+                    info!(instance_id = %id, reason = %reason, "master refused the agent; retrying");
                     logged_refusal = reason.clone();
                 }
                 ctx.shared.set(id, AgentState::Refused(reason));

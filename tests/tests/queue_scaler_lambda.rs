@@ -9,7 +9,7 @@ use longshore::adapters::aws::ec2::tags;
 use longshore::adapters::aws::lease::Lease;
 use longshore::domain::fleet::SpotPolicy;
 use longshore_farm::booter::{Booter, BooterConfig, BooterHandle};
-use longshore_farm::demo::driver::demo_fleet;
+use longshore_farm::demo::fleet::demo_fleet;
 use longshore_farm::jenkins::{JobKind, RunningSim, SimConfig, Simulator};
 use longshore_farm::lambda::{FunctionSpec, Invocation, LambdaFarm};
 use longshore_farm::moto::MotoServer;

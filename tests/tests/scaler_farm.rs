@@ -16,7 +16,7 @@ use longshore::error::{AwsError, JenkinsError};
 use longshore::handlers::queue_scaler::{MasterEndpoint, Scaler, TickReport};
 use longshore::ports::{Fleet, Jenkins};
 use longshore_farm::booter::{Booter, BooterConfig, BooterHandle};
-use longshore_farm::demo::driver::demo_fleet;
+use longshore_farm::demo::fleet::demo_fleet;
 use longshore_farm::jenkins::{Budget, Fault, JobKind, RunningSim, SimConfig, Simulator};
 use longshore_farm::moto::MotoServer;
 use longshore_farm::stack::create_agent_launch_template;

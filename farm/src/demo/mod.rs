@@ -1,38 +1,49 @@
 //! `make demo`: the whole local farm against a job trace, with live progress and a summary.
 //!
 //! moto stands in for AWS, two Jenkins simulators for the masters, the booter for the agents'
-//! boot; the agents' launch template carries the real user data from `infra/agent/`. Jobs are
-//! submitted from a seeded trace; the interim [`driver`] scales agents until the queue-scaler
-//! Lambda takes over. The run ends once every job has run and every agent has been retired, or
-//! at a deadline; the exit status says whether the invariants held.
+//! boot; the agents' launch template carries the real user data from `infra/agent/`. The real
+//! queue-scaler binary runs under `cargo lambda watch` and the farm invokes it every minute with
+//! the EventBridge schedule event, as AWS would. Jobs are submitted from a seeded trace. The run
+//! ends once every job has run and every agent has been retired, or at a deadline; the exit
+//! status says whether the invariants held.
 
-pub mod driver;
+pub mod fleet;
+pub mod observe;
 pub mod progress;
 pub mod trace;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use longshore::adapters::aws::ec2::{AgentState, Ec2Fleet};
-use longshore::adapters::aws::ssm::SsmSecrets;
+use std::sync::Arc;
+
+use longshore::adapters::aws::ec2::{Ec2Fleet, LaunchTemplateRef};
 use longshore::adapters::jenkins::JenkinsClient;
-use longshore::domain::scaling::is_instance_id;
 use serde::Serialize;
 
 use crate::booter::{Booter, BooterConfig};
 use crate::jenkins::{JobKind, RunningSim, SimConfig, Simulator};
+use crate::lambda::{FunctionSpec, Invocation, LambdaFarm};
 use crate::moto::MotoServer;
 use crate::stack;
-use driver::{Driver, demo_fleet};
-use longshore::handlers::queue_scaler::MasterEndpoint;
+use fleet::demo_fleet;
+use observe::Observer;
 use progress::Progress;
 
 /// The stack name the demo's resources are tagged with.
 const STACK: &str = "longshore-demo";
 /// The simulated masters.
 const MASTERS: [&str; 2] = ["master-a", "master-b"];
-/// How often the driver ticks and the progress redraws (wall time).
+/// How often the progress redraws (wall time).
 const TICK: Duration = Duration::from_secs(1);
+/// EventBridge's schedule: `rate(1 minute)`.
+const SCHEDULE: Duration = Duration::from_secs(60);
+/// Where the stack keeps what the scaler reads.
+const FLEET_PARAMETER: &str = "/longshore/longshore-demo/config/fleet";
+const LEASE_TABLE: &str = "longshore-demo-scaler-lease";
+const JENKINS_SECRET: &str = "longshore-demo/jenkins-scaler";
+/// The EventBridge schedule event the farm delivers (a real sample: ../shared/fixtures).
+const SCHEDULE_EVENT: &str = r#"{"version":"0","id":"53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa","detail-type":"Scheduled Event","source":"aws.events","account":"123456789012","time":"2015-10-08T16:53:06Z","region":"us-east-1","resources":["arn:aws:events:us-east-1:123456789012:rule/longshore-demo-scaler"],"detail":{}}"#;
 
 /// Settings of one demo run.
 #[derive(Debug, Clone, clap::Args)]
@@ -82,7 +93,6 @@ pub struct DemoReport {
     pub wait_max_s: f64,
     pub agents_launched: usize,
     pub agents_retired: usize,
-    pub retirements_cancelled: usize,
     pub agent_seconds: f64,
     pub orphans_left: usize,
     pub errors: usize,
@@ -120,14 +130,9 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport, DemoError> {
         sims.push(Simulator::start(config, "127.0.0.1:0".parse().map_err(setup)?).await?);
     }
     let http = JenkinsClient::http_client();
-    let masters: Vec<MasterEndpoint<JenkinsClient>> = sims
+    let clients: Vec<JenkinsClient> = sims
         .iter()
-        .zip(MASTERS)
-        .map(|(sim, name)| MasterEndpoint {
-            name: name.to_string(),
-            url: sim.url(),
-            jenkins: JenkinsClient::new(http.clone(), &sim.url(), "admin", "admin"),
-        })
+        .map(|sim| JenkinsClient::new(http.clone(), &sim.url(), "admin", "admin"))
         .collect();
 
     let mut booter_config = BooterConfig::new(STACK);
@@ -135,22 +140,11 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport, DemoError> {
     booter_config.poll_interval = Duration::from_millis(500);
     let booter = Booter::new(&sdk, booter_config).spawn();
 
-    let subnets: Vec<(String, String)> = network
-        .subnets
-        .iter()
-        .map(|s| (s.subnet_id.clone(), s.availability_zone.clone()))
-        .collect();
-    let config = demo_fleet(
-        STACK,
-        &template.id,
-        &subnets,
-        &MASTERS,
-        Duration::from_secs(options.idle_secs),
-    );
+    let lambdas = start_scaler(&sdk, &moto, &network, &template, &sims, &options).await?;
+    let lambdas = Arc::new(lambdas);
+    let schedule = tokio::spawn(invoke_on_schedule(lambdas.clone()));
     let fleet = Ec2Fleet::new(aws_sdk_ec2::Client::new(&sdk), STACK, template);
-    let secrets = SsmSecrets::new(aws_sdk_ssm::Client::new(&sdk));
-    let masters_for_check: Vec<JenkinsClient> = masters.iter().map(|m| m.jenkins.clone()).collect();
-    let mut driver = Driver::new(masters, fleet.clone(), secrets, config);
+    let mut observer = Observer::new(fleet, clients);
 
     let trace = trace::synthetic(options.seed, options.jobs, sims.len());
     println!(
@@ -178,20 +172,10 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport, DemoError> {
             }
             next += 1;
         }
-        let tick = driver.tick().await;
         let stats: Vec<_> = sims.iter().map(|sim| sim.sim().stats()).collect();
-        let agents = fleet.agents().await.unwrap_or_default();
-        let live_agents = agents
-            .iter()
-            .filter(|a| a.state != AgentState::Gone)
-            .count();
-        progress.draw(
-            replay_start.elapsed(),
-            &stats,
-            &tick,
-            live_agents,
-            &driver.counts,
-        );
+        let seen = observer.observe(&stats).await;
+        progress.draw(replay_start.elapsed(), &seen);
+        let live_agents = seen.live_instances;
         let completed = completed(&stats);
         let all_done = next == trace.len() && completed + lost(&stats) >= trace.len();
         if (all_done && live_agents == 0) || Instant::now() >= deadline {
@@ -202,12 +186,7 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport, DemoError> {
     progress.finish();
 
     let stats: Vec<_> = sims.iter().map(|sim| sim.sim().stats()).collect();
-    let agents = fleet.agents().await.unwrap_or_default();
-    let nodes_left = agent_nodes_left(&masters_for_check).await;
-    let instances_left = agents
-        .iter()
-        .filter(|a| a.state != AgentState::Gone)
-        .count();
+    let seen = observer.observe(&stats).await;
     let mut waits: Vec<f64> = stats
         .iter()
         .flat_map(|s| s.waits.iter().map(|w| w.wait_ms as f64 / 1000.0))
@@ -220,46 +199,27 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport, DemoError> {
         wait_p50_s: percentile(&waits, 0.50),
         wait_p95_s: percentile(&waits, 0.95),
         wait_max_s: waits.last().copied().unwrap_or(0.0),
-        agents_launched: driver.counts.launched,
-        agents_retired: driver.counts.retired,
-        retirements_cancelled: driver.counts.retirements_cancelled,
+        agents_launched: observer.launched(),
+        agents_retired: observer.retired(),
         agent_seconds: progress.agent_seconds(),
-        orphans_left: nodes_left + instances_left,
-        errors: driver.counts.errors,
+        orphans_left: seen.live_instances + seen.agent_nodes,
+        errors: seen.unreadable,
         wall_s: started.elapsed().as_secs_f64(),
     };
+    schedule.abort();
+    let scaler_errors = lambdas
+        .logs("queue-scaler")
+        .matches("\"level\":\"ERROR\"")
+        .count();
+    drop(lambdas);
     booter.shutdown().await;
     for sim in sims {
         sim.shutdown().await;
     }
     drop(moto);
-    progress::print_summary(&report);
+    progress::print_summary(&report, scaler_errors);
     write_summary(&options.out, &report);
     Ok(report)
-}
-
-/// Agent nodes (named after instances) still defined on the masters; unreadable counts as one.
-async fn agent_nodes_left(masters: &[JenkinsClient]) -> usize {
-    let mut left = 0;
-    for master in masters {
-        match master.computers().await {
-            Ok(set) => {
-                left += set
-                    .computer
-                    .iter()
-                    .filter(|c| is_instance_id(&c.display_name))
-                    .count()
-            }
-            Err(err) => {
-                eprintln!(
-                    "cannot read {} for the final check: {err}",
-                    master.base_url()
-                );
-                left += 1;
-            }
-        }
-    }
-    left
 }
 
 fn completed(stats: &[crate::jenkins::SimStats]) -> usize {
@@ -268,6 +228,80 @@ fn completed(stats: &[crate::jenkins::SimStats]) -> usize {
 
 fn lost(stats: &[crate::jenkins::SimStats]) -> usize {
     stats.iter().map(|s| s.builds_lost.len()).sum()
+}
+
+/// Puts into moto what the stack and config-resolver would hold for the scaler, and starts the
+/// real queue-scaler binary under `cargo lambda watch`.
+async fn start_scaler(
+    sdk: &aws_config::SdkConfig,
+    moto: &MotoServer,
+    network: &crate::moto::TestNetwork,
+    template: &LaunchTemplateRef,
+    sims: &[RunningSim],
+    options: &DemoOptions,
+) -> Result<LambdaFarm, DemoError> {
+    let subnets: Vec<(String, String)> = network
+        .subnets
+        .iter()
+        .map(|s| (s.subnet_id.clone(), s.availability_zone.clone()))
+        .collect();
+    let idle = Duration::from_secs(options.idle_secs);
+    let config = demo_fleet(STACK, &template.id, &subnets, &MASTERS, idle);
+    stack::put_fleet_config(sdk, FLEET_PARAMETER, &config)
+        .await
+        .map_err(setup)?;
+    stack::create_lease_table(sdk, LEASE_TABLE)
+        .await
+        .map_err(setup)?;
+    stack::create_jenkins_secret(sdk, JENKINS_SECRET, "admin", "admin")
+        .await
+        .map_err(setup)?;
+    let masters: Vec<String> = sims
+        .iter()
+        .zip(MASTERS)
+        .map(|(sim, name)| format!("{name}={}", sim.url()))
+        .collect();
+    let spec = FunctionSpec::new("queue-scaler")
+        .env("AWS_ENDPOINT_URL", moto.endpoint_url())
+        .env("LONGSHORE_STACK", STACK)
+        .env("FLEET_CONFIG_PARAMETER", FLEET_PARAMETER)
+        .env("LEASE_TABLE", LEASE_TABLE)
+        .env("JENKINS_SECRET", JENKINS_SECRET)
+        .env("LONGSHORE_MASTERS", masters.join(","))
+        .env("POLL_INTERVAL", "2s")
+        .env("INVOCATION_BUDGET", "55s")
+        .timeout(SCHEDULE);
+    LambdaFarm::start(&[spec]).await.map_err(setup)
+}
+
+/// EventBridge's part: the schedule event every minute, as `rate(1 minute)` delivers it.
+async fn invoke_on_schedule(lambdas: Arc<LambdaFarm>) {
+    let event: serde_json::Value = match serde_json::from_str(SCHEDULE_EVENT) {
+        Ok(event) => event,
+        Err(err) => {
+            eprintln!("the schedule event does not parse: {err}");
+            return;
+        }
+    };
+    let mut schedule = tokio::time::interval(SCHEDULE);
+    loop {
+        schedule.tick().await;
+        let lambdas = lambdas.clone();
+        let event = event.clone();
+        // Invocations may overlap, as on AWS; the scaler's lease sorts them out.
+        tokio::spawn(async move {
+            match lambdas.invoke("queue-scaler", &event).await {
+                Ok(Invocation::Ok(_)) => {}
+                Ok(Invocation::Failed {
+                    error_type,
+                    error_message,
+                }) => {
+                    tracing::error!(error_type, error_message, "queue-scaler invocation failed");
+                }
+                Err(err) => tracing::error!(error = %err, "queue-scaler invocation failed"),
+            }
+        });
+    }
 }
 
 fn setup(err: impl std::fmt::Display) -> DemoError {

@@ -3,14 +3,11 @@
 //! On a terminal the status line is redrawn in place; otherwise (CI logs, pipes) a line is
 //! printed every few seconds so the log stays short.
 
-use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
 use super::DemoReport;
-use super::driver::DriverCounts;
-use crate::jenkins::SimStats;
-use longshore::handlers::queue_scaler::TickReport;
+use super::observe::Seen;
 
 /// Seconds between lines when the output is not a terminal.
 const PLAIN_EVERY: Duration = Duration::from_secs(5);
@@ -24,15 +21,6 @@ pub struct Progress {
     agent_seconds: f64,
 }
 
-/// Agents of one label by state, summed over the masters.
-#[derive(Debug, Default, Clone, Copy)]
-struct LabelLine {
-    queued: usize,
-    connecting: usize,
-    idle: usize,
-    busy: usize,
-}
-
 impl Progress {
     pub fn new(jobs: usize) -> Progress {
         Progress {
@@ -44,19 +32,12 @@ impl Progress {
         }
     }
 
-    /// Redraws the status; `live_agents` are the stack's pending or running instances.
-    pub fn draw(
-        &mut self,
-        elapsed: Duration,
-        stats: &[SimStats],
-        tick: &TickReport,
-        live_agents: usize,
-        counts: &DriverCounts,
-    ) {
+    /// Redraws the status from one look at the farm.
+    pub fn draw(&mut self, elapsed: Duration, seen: &Seen) {
         self.agent_seconds +=
-            live_agents as f64 * elapsed.saturating_sub(self.last_draw).as_secs_f64();
+            seen.live_instances as f64 * elapsed.saturating_sub(self.last_draw).as_secs_f64();
         self.last_draw = elapsed;
-        let line = self.status_line(elapsed, stats, tick, live_agents, counts);
+        let line = self.status_line(elapsed, seen);
         if self.tty {
             print!("\r\x1b[2K{line}");
             let _ = std::io::stdout().flush();
@@ -81,44 +62,29 @@ impl Progress {
         self.agent_seconds
     }
 
-    fn status_line(
-        &self,
-        elapsed: Duration,
-        stats: &[SimStats],
-        tick: &TickReport,
-        live_agents: usize,
-        counts: &DriverCounts,
-    ) -> String {
-        let mut labels: BTreeMap<String, LabelLine> = BTreeMap::new();
-        for ((_master, template), seen) in &tick.observed {
-            let line = labels.entry(template.clone()).or_default();
-            line.queued += seen.waiting;
-            line.connecting += seen.pending;
-            line.idle += seen.idle;
-            line.busy += seen.busy;
-        }
-        let per_label: Vec<String> = labels
+    fn status_line(&self, elapsed: Duration, seen: &Seen) -> String {
+        let per_label: Vec<String> = seen
+            .labels
             .iter()
+            .filter(|(label, _)| !label.is_empty())
             .map(|(label, l)| {
                 format!(
                     "{label}: queue {:>2} {} booting {:>2} idle {:>2} busy {:>2}",
                     l.queued,
                     bar(l.queued, 10),
-                    l.connecting,
+                    l.booting,
                     l.idle,
                     l.busy
                 )
             })
             .collect();
-        let done: u64 = stats.iter().map(|s| s.builds_completed).sum();
         format!(
-            "{:>4}s | {} | instances {:>2} | done {done}/{} | launched {} retired {}",
+            "{:>4}s | {} | instances {:>2} | done {}/{}",
             elapsed.as_secs(),
             per_label.join(" | "),
-            live_agents,
+            seen.live_instances,
+            seen.builds_completed,
             self.jobs,
-            counts.launched,
-            counts.retired,
         )
     }
 }
@@ -130,7 +96,7 @@ fn bar(count: usize, width: usize) -> String {
 }
 
 /// The closing table.
-pub fn print_summary(report: &DemoReport) {
+pub fn print_summary(report: &DemoReport, scaler_errors: usize) {
     let rows: [(&str, String); 12] = [
         (
             "jobs run",
@@ -145,16 +111,16 @@ pub fn print_summary(report: &DemoReport) {
         ("wait max", format!("{:.1} s", report.wait_max_s)),
         ("agents launched", report.agents_launched.to_string()),
         ("agents retired", report.agents_retired.to_string()),
-        (
-            "retirements cancelled (build started)",
-            report.retirements_cancelled.to_string(),
-        ),
+        ("scaler error log lines", scaler_errors.to_string()),
         ("agent-seconds", format!("{:.0}", report.agent_seconds)),
         (
             "orphans left (nodes + instances)",
             report.orphans_left.to_string(),
         ),
-        ("driver errors", report.errors.to_string()),
+        (
+            "unreadable reads by the observer",
+            report.errors.to_string(),
+        ),
         ("wall time", format!("{:.1} s", report.wall_s)),
     ];
     println!();
