@@ -297,7 +297,7 @@ async fn the_lease_admits_one_owner_until_it_expires_or_is_released() {
 }
 
 /// Reaction time: job queued → RunInstances, with the default 2 s poll interval. Prints
-/// p50/p95 over 12 jobs; run with `cargo test --workspace --test queue_scaler_lambda -- --ignored
+/// p50/p95 over 8 jobs (4 per master: the template's per-master cap); run with `cargo test --workspace --test queue_scaler_lambda -- --ignored
 /// --nocapture reaction_time`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement, not a check: about a minute"]
@@ -310,7 +310,7 @@ async fn reaction_time() {
     let measure = async {
         tokio::time::sleep(Duration::from_secs(3)).await; // standby nodes first
         let mut reactions = Vec::new();
-        for n in 0..12 {
+        for n in 0..8 {
             let before = live_instances(&setup.ec2).await.len();
             let queued = Instant::now();
             setup.sims[n % 2]
