@@ -9,8 +9,10 @@ VENV_BIN    := $(CURDIR)/$(VENV)/bin
 STAMP       := $(VENV)/.installed
 PYTHON      ?= python3
 FUNCTIONS   := config-resolver queue-scaler recovery
-# Build the workspace as a whole and run binaries from the target dir: a `-p` selection would
-# unify features differently and recompile every AWS SDK crate (../shared/TOOLCHAIN.md).
+# Build the workspace as a whole, all targets, and run binaries from the target dir: a `-p`
+# selection, or a build without the test targets (whose dev-dependencies turn on more features
+# of serde & co.), unifies features differently and recompiles every AWS SDK crate
+# (../shared/TOOLCHAIN.md). One feature set means one build.
 TARGET_DIR  := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 export PATH := $(VENV_BIN):$(PATH)
 # The farm finds moto_server here; tests never touch a real AWS account or the metadata service.
@@ -31,11 +33,11 @@ $(STAMP): requirements.txt
 	touch $@
 
 demo: setup ## the whole farm locally: moto, two simulated masters, booting agents, a job trace
-	cargo build --workspace
+	cargo build --workspace --all-targets
 	RUST_LOG=$${RUST_LOG:-warn} $(TARGET_DIR)/debug/longshore-farm demo
 
 test: setup lint ## lint, then every test: unit, property, integration, end-to-end (moto, simulator)
-	cargo build --workspace
+	cargo build --workspace --all-targets
 	cargo test --workspace --all-targets --no-fail-fast
 
 lint: setup ## fmt, clippy (warnings are errors) and cfn-lint

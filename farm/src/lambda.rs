@@ -96,7 +96,7 @@ pub enum LambdaError {
     },
     /// A function's binary has not been built.
     #[error(
-        "no binary for function {function} at {path}: build the workspace first: cargo build --workspace"
+        "no binary for function {function} at {path}: build the workspace first: cargo build --workspace --all-targets"
     )]
     BinaryMissing {
         /// The function (= binary) name.
@@ -557,7 +557,7 @@ impl Function {
 
 /// Where the workspace build puts a binary: `$CARGO_TARGET_DIR/debug/<name>` (a relative
 /// `CARGO_TARGET_DIR` is taken from the workspace root, where `make` runs cargo), else
-/// `<workspace>/target/debug/<name>`. The harness never builds: `cargo build --workspace` does.
+/// `<workspace>/target/debug/<name>`. The harness never builds: `cargo build --workspace --all-targets` does.
 pub fn binary_path(name: &str) -> PathBuf {
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let target = match std::env::var_os("CARGO_TARGET_DIR") {

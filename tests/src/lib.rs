@@ -191,3 +191,35 @@ pub async fn put_agent_secret(
         .await
         .expect("PutParameter");
 }
+
+/// The stack's pending or running instances in moto, found by the `longshore:stack` tag.
+pub async fn live_instances(
+    ec2: &aws_sdk_ec2::Client,
+    stack: &str,
+) -> Vec<aws_sdk_ec2::types::Instance> {
+    use aws_sdk_ec2::types::{Filter, InstanceStateName};
+    let out = ec2
+        .describe_instances()
+        .filters(
+            Filter::builder()
+                .name(format!(
+                    "tag:{}",
+                    longshore::adapters::aws::ec2::tags::STACK
+                ))
+                .values(stack)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("DescribeInstances against moto");
+    out.reservations()
+        .iter()
+        .flat_map(|r| r.instances().to_vec())
+        .filter(|i| {
+            matches!(
+                i.state().and_then(|s| s.name()),
+                Some(InstanceStateName::Pending | InstanceStateName::Running)
+            )
+        })
+        .collect()
+}

@@ -598,7 +598,9 @@ async fn sim_booted_instance_goes_online_and_terminated_goes_offline() {
     let sim = simulator().await;
     let booter = Booter::new(&farm.sdk, config()).spawn();
     let id = launch_node(&farm, &sim, None).await;
-    assert_eq!(node_offline(&sim, &id).await, Some(true));
+    // The node exists; whether the fast booter has connected it yet is a race, so only its
+    // coming online is asserted.
+    assert!(node_offline(&sim, &id).await.is_some(), "the node exists");
     assert!(
         goes(&sim, &id, false).await,
         "node never came online: {:?}",

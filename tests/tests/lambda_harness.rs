@@ -4,7 +4,7 @@
 //! a warm process across invocations, and no process left behind after drop. Plus an ignored
 //! measurement of each function's cold start and peak RSS (debug build).
 //!
-//! Needs the function binaries: `cargo build --workspace` first (`make test` does).
+//! Needs the function binaries: `cargo build --workspace --all-targets` first (`make test` does).
 
 use std::time::{Duration, Instant};
 

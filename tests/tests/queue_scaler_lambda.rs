@@ -4,7 +4,6 @@
 
 use std::time::{Duration, Instant};
 
-use aws_sdk_ec2::types::{Filter, InstanceStateName};
 use longshore::adapters::aws::ec2::tags;
 use longshore::adapters::aws::lease::Lease;
 use longshore::domain::fleet::SpotPolicy;
@@ -116,27 +115,7 @@ fn schedule_event() -> Value {
 }
 
 async fn live_instances(ec2: &aws_sdk_ec2::Client) -> Vec<aws_sdk_ec2::types::Instance> {
-    let out = ec2
-        .describe_instances()
-        .filters(
-            Filter::builder()
-                .name(format!("tag:{}", tags::STACK))
-                .values(STACK)
-                .build(),
-        )
-        .send()
-        .await
-        .expect("describe");
-    out.reservations()
-        .iter()
-        .flat_map(|r| r.instances().to_vec())
-        .filter(|i| {
-            matches!(
-                i.state().and_then(|s| s.name()),
-                Some(InstanceStateName::Pending | InstanceStateName::Running)
-            )
-        })
-        .collect()
+    longshore_tests::live_instances(ec2, STACK).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

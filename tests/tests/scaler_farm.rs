@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use aws_sdk_ec2::types::{Filter, InstanceStateName};
 use longshore::adapters::aws::ec2::{AgentInstance, Ec2Fleet, LaunchSpec, tags};
 use longshore::adapters::aws::ssm::{SsmSecrets, agent_secret_path};
 use longshore::adapters::jenkins::{JenkinsClient, NewAgent};
@@ -192,28 +191,7 @@ impl Farm {
     }
 
     async fn live_instances(&self) -> Vec<aws_sdk_ec2::types::Instance> {
-        let out = self
-            .ec2
-            .describe_instances()
-            .filters(
-                Filter::builder()
-                    .name(format!("tag:{}", tags::STACK))
-                    .values(STACK)
-                    .build(),
-            )
-            .send()
-            .await
-            .expect("describe");
-        out.reservations()
-            .iter()
-            .flat_map(|r| r.instances().to_vec())
-            .filter(|i| {
-                matches!(
-                    i.state().and_then(|s| s.name()),
-                    Some(InstanceStateName::Pending | InstanceStateName::Running)
-                )
-            })
-            .collect()
+        longshore_tests::live_instances(&self.ec2, STACK).await
     }
 
     async fn shutdown(mut self) {
@@ -239,19 +217,12 @@ fn tag(instance: &aws_sdk_ec2::types::Instance, key: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-async fn wait_for<F, Fut>(mut condition: F) -> bool
+async fn wait_for<F, Fut>(condition: F) -> bool
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    while tokio::time::Instant::now() < deadline {
-        if condition().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    false
+    longshore_tests::wait_until_async(DEADLINE, condition).await
 }
 
 /// Ticks every 100 ms until `done` holds for the farm's simulators or the deadline passes.
