@@ -7,7 +7,7 @@
 //! reported as [`Why::Unknown`]: the caller logs it and does not count the item, never guesses.
 
 /// What a queued item is waiting for, according to its `why`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Why {
     /// Waiting for any executor (the item has no label).
     AnyExecutor,

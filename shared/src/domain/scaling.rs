@@ -13,7 +13,7 @@
 //! always have a node, a `why` naming a standby node maps to its template, and a `why` naming
 //! one of our agents means an item pinned to that agent, which no new agent can serve.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use sha2::{Digest, Sha256};
 
@@ -191,25 +191,46 @@ pub fn is_instance_id(name: &str) -> bool {
 /// Computes the plan for one snapshot.
 pub fn plan(snapshot: &Snapshot, config: &FleetConfig) -> Plan {
     let mut plan = Plan::default();
-    let known_masters: BTreeSet<&str> = snapshot.masters.iter().map(|m| m.name.as_str()).collect();
+    // Every readable master's nodes by name, built once: the plan looks nodes up a lot.
+    let node_maps: HashMap<&str, BTreeMap<&str, &Node>> = snapshot
+        .masters
+        .iter()
+        .filter_map(|m| {
+            let view = m.view.as_ref()?;
+            Some((
+                m.name.as_str(),
+                view.nodes.iter().map(|n| (n.name.as_str(), n)).collect(),
+            ))
+        })
+        .collect();
     let mut total_instances = snapshot.instances.len();
-    reconcile_instances(snapshot, config, &known_masters, &mut plan);
+    reconcile_instances(snapshot, config, &node_maps, &mut plan);
     // Orphans are about to go: they do not count against the stack-wide cap.
     total_instances = total_instances.saturating_sub(plan.orphan_instances.len());
+    let orphan_ids: HashSet<&str> = plan
+        .orphan_instances
+        .iter()
+        .map(|o| o.instance_id.as_str())
+        .collect();
+    // Nodes of orphan instances go with their instance, so every instance counts here.
+    let instance_ids: HashSet<&str> = snapshot.instances.iter().map(|i| i.id.as_str()).collect();
+    let mut by_master: HashMap<&str, Vec<&Instance>> = HashMap::new();
+    for instance in snapshot
+        .instances
+        .iter()
+        .filter(|i| !orphan_ids.contains(i.id.as_str()))
+    {
+        if let Some(master) = instance.master.as_deref() {
+            by_master.entry(master).or_default().push(instance);
+        }
+    }
 
     for master in &snapshot.masters {
         let Some(view) = &master.view else { continue };
-        let nodes: BTreeMap<&str, &Node> =
-            view.nodes.iter().map(|n| (n.name.as_str(), n)).collect();
-        let instances: Vec<&Instance> = snapshot
-            .instances
-            .iter()
-            .filter(|i| i.master.as_deref() == Some(master.name.as_str()))
-            .filter(|i| !plan.orphan_instances.iter().any(|o| o.instance_id == i.id))
-            .collect();
-        // Nodes of orphan instances go with their instance, so every instance counts here.
-        let instance_ids: BTreeSet<&str> =
-            snapshot.instances.iter().map(|i| i.id.as_str()).collect();
+        let Some(nodes) = node_maps.get(master.name.as_str()) else {
+            continue;
+        };
+        let instances = by_master.remove(master.name.as_str()).unwrap_or_default();
 
         for template in &config.labels {
             let name = standby_node_name(&template.name);
@@ -235,7 +256,7 @@ pub fn plan(snapshot: &Snapshot, config: &FleetConfig) -> Plan {
         let demand = demand_per_template(
             &master.name,
             view,
-            &nodes,
+            nodes,
             config,
             standby_complete,
             &mut plan.ignored,
@@ -255,7 +276,7 @@ pub fn plan(snapshot: &Snapshot, config: &FleetConfig) -> Plan {
                 &master.name,
                 template,
                 &ours,
-                &nodes,
+                nodes,
                 &items,
                 total_instances,
             );
@@ -266,7 +287,7 @@ pub fn plan(snapshot: &Snapshot, config: &FleetConfig) -> Plan {
                 &master.name,
                 template,
                 &ours,
-                &nodes,
+                nodes,
                 items.len(),
             ));
         }
@@ -279,9 +300,10 @@ pub fn plan(snapshot: &Snapshot, config: &FleetConfig) -> Plan {
 fn reconcile_instances(
     snapshot: &Snapshot,
     config: &FleetConfig,
-    known: &BTreeSet<&str>,
+    node_maps: &HashMap<&str, BTreeMap<&str, &Node>>,
     plan: &mut Plan,
 ) {
+    let known: HashSet<&str> = snapshot.masters.iter().map(|m| m.name.as_str()).collect();
     let boot_timeout_ms = i64::from(config.boot_timeout_secs) * 1000;
     for instance in &snapshot.instances {
         let reason = match (&instance.master, &instance.template) {
@@ -291,7 +313,12 @@ fn reconcile_instances(
                 } else if !config.labels.iter().any(|t| &t.name == template) {
                     Some(OrphanReason::Untagged)
                 } else {
-                    not_connected(snapshot, master, instance, boot_timeout_ms)
+                    not_connected(
+                        snapshot.now_ms,
+                        node_maps.get(master.as_str()),
+                        instance,
+                        boot_timeout_ms,
+                    )
                 }
             }
             _ if snapshot.now_ms - instance.launched_at_ms >= boot_timeout_ms => {
@@ -312,21 +339,16 @@ fn reconcile_instances(
 /// An instance past its boot timeout whose node is not connected, on a master that could be
 /// read (an unreadable master's agents are left alone).
 fn not_connected(
-    snapshot: &Snapshot,
-    master: &str,
+    now_ms: i64,
+    nodes: Option<&BTreeMap<&str, &Node>>,
     instance: &Instance,
     timeout_ms: i64,
 ) -> Option<OrphanReason> {
-    let view = snapshot
-        .masters
-        .iter()
-        .find(|m| m.name == master)?
-        .view
-        .as_ref()?;
-    if snapshot.now_ms - instance.launched_at_ms < timeout_ms {
+    let nodes = nodes?; // an unreadable master: its agents are left alone
+    if now_ms - instance.launched_at_ms < timeout_ms {
         return None;
     }
-    match view.nodes.iter().find(|n| n.name == instance.id) {
+    match nodes.get(instance.id.as_str()) {
         Some(node) if node.online || node.busy > 0 => None,
         _ => Some(OrphanReason::NotConnected),
     }
@@ -342,6 +364,8 @@ fn demand_per_template(
     ignored: &mut Vec<IgnoredItem>,
 ) -> BTreeMap<String, Vec<u64>> {
     let mut demand: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    // Thousands of items share a few texts: attribute each text once.
+    let mut attributed: HashMap<&Why, Result<Option<&str>, String>> = HashMap::new();
     for item in &view.waiting {
         if item.why == Why::AnyExecutor && !standby_complete {
             ignored.push(IgnoredItem {
@@ -351,7 +375,10 @@ fn demand_per_template(
             });
             continue;
         }
-        match template_for(&item.why, nodes, config) {
+        let attribution = attributed
+            .entry(&item.why)
+            .or_insert_with(|| template_for(&item.why, nodes, config));
+        match attribution.clone() {
             Ok(Some(template)) => demand
                 .entry(template.to_string())
                 .or_default()
@@ -404,7 +431,7 @@ fn template_for<'c>(
     config
         .labels
         .iter()
-        .find(|t| expression.matches(&t.node_labels.iter().cloned().collect()))
+        .find(|t| expression.matches_with(&|label| t.node_labels.iter().any(|l| l == label)))
         .map(|t| Some(t.name.as_str()))
         .ok_or_else(|| format!("no agent template provides \u{2018}{text}\u{2019}"))
 }
@@ -441,6 +468,13 @@ fn launches_for(
 
     // The items not covered by current supply, in queue order, split among the new agents.
     let uncovered = &items[items.len().min(supply)..];
+    let token_base = token_hasher(&config.stack, master, &template.name, ours);
+    // Agents per subnet, counting this tick's launches as they are planned, so new agents
+    // spread over the zones too.
+    let mut load: HashMap<&str, usize> = HashMap::new();
+    for subnet in ours.iter().filter_map(|i| i.subnet_id.as_deref()) {
+        *load.entry(subnet).or_default() += 1;
+    }
     (0..count)
         .map(|n| {
             let for_items: Vec<u64> = uncovered
@@ -449,18 +483,20 @@ fn launches_for(
                 .take(executors)
                 .copied()
                 .collect();
+            let candidates = candidates(template, &load, n);
+            if let Some(first) = template
+                .placements
+                .iter()
+                .flat_map(|p| &p.subnets)
+                .find(|s| candidates.first().is_some_and(|c| c.subnet_id == s.id))
+            {
+                *load.entry(first.id.as_str()).or_default() += 1;
+            }
             Launch {
                 master: master.to_string(),
                 template: template.name.clone(),
-                candidates: candidates(template, ours, n),
-                client_token: client_token(
-                    &config.stack,
-                    master,
-                    &template.name,
-                    ours,
-                    &for_items,
-                    n,
-                ),
+                candidates,
+                client_token: client_token(token_base.clone(), &for_items, n),
                 for_items,
             }
         })
@@ -504,12 +540,12 @@ fn retirements_for(
 /// Placement candidates in preference order: instance types as configured; within a type, the
 /// subnets whose zone holds the fewest of this template's agents first (spread over AZs);
 /// spot before on-demand when the policy prefers spot.
-fn candidates(template: &LabelTemplate, ours: &[&Instance], offset: usize) -> Vec<Candidate> {
-    let per_subnet = |subnet: &str| {
-        ours.iter()
-            .filter(|i| i.subnet_id.as_deref() == Some(subnet))
-            .count()
-    };
+fn candidates(
+    template: &LabelTemplate,
+    load: &HashMap<&str, usize>,
+    offset: usize,
+) -> Vec<Candidate> {
+    let per_subnet = |subnet: &str| load.get(subnet).copied().unwrap_or(0);
     let mut on_demand = Vec::new();
     for placement in &template.placements {
         let mut subnets: Vec<(usize, usize, &str)> = placement
@@ -550,27 +586,23 @@ fn candidates(template: &LabelTemplate, ours: &[&Instance], offset: usize) -> Ve
 /// A re-planned tick that has not yet seen its own launch (EC2's eventual consistency, or a
 /// tick cut off mid-act) computes the same token, and EC2 starts nothing new; once the
 /// instance set changes, so does the token. At most 64 ASCII characters, as EC2 requires.
-fn client_token(
-    stack: &str,
-    master: &str,
-    template: &str,
-    ours: &[&Instance],
-    items: &[u64],
-    sequence: usize,
-) -> String {
+fn token_hasher(stack: &str, master: &str, template: &str, ours: &[&Instance]) -> Sha256 {
     let mut hash = Sha256::new();
-    hash.update(stack.as_bytes());
-    hash.update([0]);
-    hash.update(master.as_bytes());
-    hash.update([0]);
-    hash.update(template.as_bytes());
-    hash.update([0]);
+    for part in [stack, master, template] {
+        hash.update(part.as_bytes());
+        hash.update([0]);
+    }
     let mut instance_ids: Vec<&str> = ours.iter().map(|i| i.id.as_str()).collect();
     instance_ids.sort_unstable();
     for id in instance_ids {
         hash.update(id.as_bytes());
         hash.update([0]);
     }
+    hash
+}
+
+/// Completes [`token_hasher`]'s hash with what one launch is for.
+fn client_token(mut hash: Sha256, items: &[u64], sequence: usize) -> String {
     for item in items {
         hash.update(item.to_be_bytes());
     }
@@ -1112,7 +1144,7 @@ mod tests {
         #[test]
         fn client_tokens_are_unique_within_a_plan(snap in arb_snapshot()) {
             let plan = plan(&snap, &config());
-            let tokens: BTreeSet<&str> = plan.launches.iter().map(|l| l.client_token.as_str()).collect();
+            let tokens: std::collections::BTreeSet<&str> = plan.launches.iter().map(|l| l.client_token.as_str()).collect();
             prop_assert_eq!(tokens.len(), plan.launches.len());
         }
     }
