@@ -960,6 +960,24 @@ mod tests {
     }
 
     #[test]
+    fn malformed_label_expressions_are_ignored_with_the_parse_error() {
+        let view = MasterView {
+            waiting: waiting(1..3, "docker&&"),
+            nodes: standbys(),
+        };
+        let plan = plan(&snapshot(view, vec![]), &config());
+        assert!(plan.launches.is_empty(), "no action on a guess");
+        assert_eq!(plan.ignored.len(), 2);
+        assert!(
+            plan.ignored[0]
+                .reason
+                .starts_with("label expression \"docker&&\""),
+            "{}",
+            plan.ignored[0].reason
+        );
+    }
+
+    #[test]
     fn unlabelled_texts_wait_for_the_standby_nodes() {
         let view = MasterView {
             waiting: vec![WaitingItem {
