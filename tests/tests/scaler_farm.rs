@@ -549,3 +549,74 @@ async fn two_masters_and_two_labels_do_not_mix_and_a_second_tick_does_not_launch
     )));
     farm.shutdown().await;
 }
+
+/// A fleet that counts the calls made through it.
+#[derive(Clone)]
+struct CountingFleet {
+    inner: Ec2Fleet,
+    calls: Arc<std::sync::Mutex<Vec<&'static str>>>,
+}
+
+impl CountingFleet {
+    fn record(&self, call: &'static str) {
+        self.calls.lock().unwrap().push(call);
+    }
+}
+
+impl Fleet for CountingFleet {
+    async fn launch(&self, spec: &LaunchSpec) -> Result<String, AwsError> {
+        self.record("RunInstances");
+        self.inner.launch(spec).await
+    }
+    async fn agents(&self) -> Result<Vec<AgentInstance>, AwsError> {
+        self.record("DescribeInstances");
+        self.inner.agents().await
+    }
+    async fn terminate(&self, ids: &[String]) -> Result<Vec<String>, AwsError> {
+        self.record("TerminateInstances");
+        self.inner.terminate(ids).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_steady_state_tick_makes_one_ec2_call_and_nothing_else() {
+    let farm = Farm::start(|config| {
+        for label in &mut config.labels {
+            label.idle_secs = 600;
+        }
+    })
+    .await;
+    let calls = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let fleet = CountingFleet {
+        inner: farm.fleet.clone(),
+        calls: calls.clone(),
+    };
+    let mut scaler = Scaler::new(
+        farm.endpoints(),
+        fleet,
+        SsmSecrets::new(farm.ssm.clone()),
+        farm.config.clone(),
+        false,
+    );
+    farm.sim(0)
+        .submit(
+            "job",
+            Some("docker"),
+            Duration::from_millis(100),
+            JobKind::Freestyle,
+        )
+        .unwrap();
+    let sim = farm.sim(0).clone();
+    tick_until(&mut scaler, |_| sim.stats().builds_completed == 1).await;
+
+    calls.lock().unwrap().clear();
+    for _ in 0..5 {
+        let report = scaler.tick(now_ms()).await;
+        assert!(
+            report.launched.is_empty() && report.retired.is_empty() && report.errors.is_empty()
+        );
+        assert_eq!(report.standby_created, 0);
+    }
+    assert_eq!(*calls.lock().unwrap(), vec!["DescribeInstances"; 5]);
+    farm.shutdown().await;
+}
