@@ -7,5 +7,6 @@ pub mod fleet;
 pub mod jenkins;
 pub mod labels;
 pub mod queue_why;
+pub mod recovery;
 pub mod render;
 pub mod scaling;

@@ -8,6 +8,7 @@
 
 pub mod config_resolver;
 pub mod queue_scaler;
+pub mod recovery;
 
 use thiserror::Error;
 
