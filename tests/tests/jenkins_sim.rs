@@ -884,13 +884,13 @@ async fn faults_are_observable() {
         sim,
         "__sim/faults",
         "application/json",
-        r#"{"kind":"slow","delay_ms":300}"#.into(),
+        r#"{"kind":"slow","delay_ms":1000}"#.into(),
     )
     .await;
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
     let t = Instant::now();
     get(sim, "queue/api/json").await;
-    assert!(t.elapsed() >= Duration::from_millis(300));
+    assert!(t.elapsed() >= Duration::from_millis(1000));
     let res = client()
         .delete(format!("{}__sim/faults", sim.url()))
         .basic_auth(USER, Some(TOKEN))
@@ -900,7 +900,9 @@ async fn faults_are_observable() {
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
     let t = Instant::now();
     get(sim, "queue/api/json").await;
-    assert!(t.elapsed() < Duration::from_millis(300));
+    // Cleared: the answer no longer carries the injected second (a loaded CI machine still
+    // answers a small queue well within it).
+    assert!(t.elapsed() < Duration::from_millis(1000));
 
     // Dropping agents takes them offline.
     sim.sim().create_agent("f1", "", 1).expect("agent");
