@@ -45,15 +45,10 @@ async fn setup(store_fleet_config: bool) -> Setup {
     stack::create_jenkins_secret(&sdk, SECRET, "admin", "admin")
         .await
         .expect("secret");
-    let subnets: Vec<(String, String)> = network
-        .subnets
-        .iter()
-        .map(|s| (s.subnet_id.clone(), s.availability_zone.clone()))
-        .collect();
     let mut config = demo_fleet(
         STACK,
         &template.id,
-        &subnets,
+        &network.subnets,
         &["master-a", "master-b"],
         Duration::from_secs(60),
     );

@@ -129,15 +129,10 @@ impl Farm {
                     .expect("simulator"),
             );
         }
-        let subnets: Vec<(String, String)> = network
-            .subnets
-            .iter()
-            .map(|s| (s.subnet_id.clone(), s.availability_zone.clone()))
-            .collect();
         let mut config = demo_fleet(
             STACK,
             &template.id,
-            &subnets,
+            &network.subnets,
             &MASTERS,
             Duration::from_secs(1),
         );

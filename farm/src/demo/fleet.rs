@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use crate::moto::TestSubnet;
+
 use longshore::domain::fleet::{
     FLEET_CONFIG_SCHEMA, FleetConfig, LabelTemplate, LaunchTemplate, Placement, SpotPolicy, Subnet,
 };
@@ -12,15 +14,15 @@ use longshore::domain::fleet::{
 pub fn demo_fleet(
     stack: &str,
     template_id: &str,
-    subnets: &[(String, String)],
+    subnets: &[TestSubnet],
     masters: &[&str],
     idle: Duration,
 ) -> FleetConfig {
     let subnets: Vec<Subnet> = subnets
         .iter()
-        .map(|(id, az)| Subnet {
-            id: id.clone(),
-            availability_zone: az.clone(),
+        .map(|s| Subnet {
+            id: s.subnet_id.clone(),
+            availability_zone: s.availability_zone.clone(),
         })
         .collect();
     let template =

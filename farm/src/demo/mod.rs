@@ -240,13 +240,8 @@ async fn start_scaler(
     sims: &[RunningSim],
     options: &DemoOptions,
 ) -> Result<LambdaFarm, DemoError> {
-    let subnets: Vec<(String, String)> = network
-        .subnets
-        .iter()
-        .map(|s| (s.subnet_id.clone(), s.availability_zone.clone()))
-        .collect();
     let idle = Duration::from_secs(options.idle_secs);
-    let config = demo_fleet(STACK, &template.id, &subnets, &MASTERS, idle);
+    let config = demo_fleet(STACK, &template.id, &network.subnets, &MASTERS, idle);
     stack::put_fleet_config(sdk, FLEET_PARAMETER, &config)
         .await
         .map_err(setup)?;
