@@ -14,6 +14,7 @@
 //! one of our agents means an item pinned to that agent, which no new agent can serve.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
@@ -98,6 +99,10 @@ pub struct Plan {
     pub orphan_nodes: Vec<OrphanNode>,
     /// Standby nodes to create.
     pub standby_nodes: Vec<StandbyNode>,
+    /// Young instances of ours whose master has no node for them: their launch took effect but
+    /// its answer was lost, so no node or secret was made. Registering them now lets them boot
+    /// instead of waiting out the boot timeout as orphans.
+    pub unregistered: Vec<Unregistered>,
     /// Queue items the plan could not attribute to a template, for the logs.
     pub ignored: Vec<IgnoredItem>,
 }
@@ -107,8 +112,9 @@ pub struct Plan {
 pub struct Launch {
     pub master: String,
     pub template: String,
-    /// Where to try, in order: the next one is tried when AWS has no capacity.
-    pub candidates: Vec<Candidate>,
+    /// Where to try, in order: the next one is tried when AWS has no capacity. Launches
+    /// that try the same places in the same order share one list.
+    pub candidates: Arc<[Candidate]>,
     /// The RunInstances `ClientToken`: derived from the plan's inputs, so a retried tick
     /// sends the same token and EC2 starts no second instance.
     pub client_token: String,
@@ -148,6 +154,14 @@ pub enum OrphanReason {
     MasterGone,
     /// It carries no master or template tag longshore understands.
     Untagged,
+}
+
+/// An instance to give its node and secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unregistered {
+    pub master: String,
+    pub template: String,
+    pub instance_id: String,
 }
 
 /// A node to delete because its instance is gone.
@@ -269,15 +283,15 @@ pub fn plan(snapshot: &Snapshot, config: &FleetConfig) -> Plan {
                 .collect();
             let items = demand
                 .get(template.name.as_str())
-                .cloned()
-                .unwrap_or_default();
+                .map(Vec::as_slice)
+                .unwrap_or(&[]);
             let launches = launches_for(
                 config,
                 &master.name,
                 template,
                 &ours,
                 nodes,
-                &items,
+                items,
                 total_instances,
             );
             total_instances += launches.len();
@@ -313,12 +327,17 @@ fn reconcile_instances(
                 } else if !config.labels.iter().any(|t| &t.name == template) {
                     Some(OrphanReason::Untagged)
                 } else {
-                    not_connected(
-                        snapshot.now_ms,
-                        node_maps.get(master.as_str()),
-                        instance,
-                        boot_timeout_ms,
-                    )
+                    let nodes = node_maps.get(master.as_str());
+                    if nodes.is_some_and(|n| !n.contains_key(instance.id.as_str()))
+                        && snapshot.now_ms - instance.launched_at_ms < boot_timeout_ms
+                    {
+                        plan.unregistered.push(Unregistered {
+                            master: master.clone(),
+                            template: template.clone(),
+                            instance_id: instance.id.clone(),
+                        });
+                    }
+                    not_connected(snapshot.now_ms, nodes, instance, boot_timeout_ms)
                 }
             }
             _ if snapshot.now_ms - instance.launched_at_ms >= boot_timeout_ms => {
@@ -355,15 +374,15 @@ fn not_connected(
 }
 
 /// Waiting items per template name; items no template can serve are recorded as ignored.
-fn demand_per_template(
+fn demand_per_template<'c>(
     master: &str,
     view: &MasterView,
     nodes: &BTreeMap<&str, &Node>,
-    config: &FleetConfig,
+    config: &'c FleetConfig,
     standby_complete: bool,
     ignored: &mut Vec<IgnoredItem>,
-) -> BTreeMap<String, Vec<u64>> {
-    let mut demand: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+) -> BTreeMap<&'c str, Vec<u64>> {
+    let mut demand: BTreeMap<&'c str, Vec<u64>> = BTreeMap::new();
     // Thousands of items share a few texts: attribute each text once.
     let mut attributed: HashMap<&Why, Result<Option<&str>, String>> = HashMap::new();
     for item in &view.waiting {
@@ -379,10 +398,7 @@ fn demand_per_template(
             .entry(&item.why)
             .or_insert_with(|| template_for(&item.why, nodes, config));
         match attribution.clone() {
-            Ok(Some(template)) => demand
-                .entry(template.to_string())
-                .or_default()
-                .push(item.id),
+            Ok(Some(template)) => demand.entry(template).or_default().push(item.id),
             Ok(None) => {}
             Err(reason) => ignored.push(IgnoredItem {
                 master: master.to_string(),
@@ -475,6 +491,9 @@ fn launches_for(
     for subnet in ours.iter().filter_map(|i| i.subnet_id.as_deref()) {
         *load.entry(subnet).or_default() += 1;
     }
+    // A tick may plan thousands of launches over a handful of subnet orders: build each
+    // order's candidate list once.
+    let mut lists: HashMap<Vec<usize>, Arc<[Candidate]>> = HashMap::new();
     (0..count)
         .map(|n| {
             let for_items: Vec<u64> = uncovered
@@ -483,7 +502,11 @@ fn launches_for(
                 .take(executors)
                 .copied()
                 .collect();
-            let candidates = candidates(template, &load, n);
+            let order = subnet_order(template, &load, n);
+            let candidates = lists
+                .entry(order)
+                .or_insert_with_key(|order| candidates(template, order))
+                .clone();
             if let Some(first) = template
                 .placements
                 .iter()
@@ -537,36 +560,43 @@ fn retirements_for(
         .collect()
 }
 
-/// Placement candidates in preference order: instance types as configured; within a type, the
-/// subnets whose zone holds the fewest of this template's agents first (spread over AZs);
-/// spot before on-demand when the policy prefers spot.
-fn candidates(
+/// The order to try each placement's subnets in, as indexes into them, placement after
+/// placement: the least loaded subnet first, ties broken by rotating with the launch's place
+/// in the tick (so a burst spreads over the zones even from an empty start).
+fn subnet_order(
     template: &LabelTemplate,
     load: &HashMap<&str, usize>,
     offset: usize,
-) -> Vec<Candidate> {
+) -> Vec<usize> {
     let per_subnet = |subnet: &str| load.get(subnet).copied().unwrap_or(0);
-    let mut on_demand = Vec::new();
+    let mut order = Vec::with_capacity(template.placements.iter().map(|p| p.subnets.len()).sum());
     for placement in &template.placements {
-        let mut subnets: Vec<(usize, usize, &str)> = placement
-            .subnets
-            .iter()
-            .enumerate()
-            .map(|(index, s)| {
-                (
-                    per_subnet(&s.id),
-                    (index + placement.subnets.len() - offset % placement.subnets.len())
-                        % placement.subnets.len(),
-                    s.id.as_str(),
-                )
-            })
-            .collect();
-        subnets.sort();
-        on_demand.extend(subnets.into_iter().map(|(_, _, subnet)| Candidate {
-            instance_type: placement.instance_type.clone(),
-            subnet_id: subnet.to_string(),
-            spot: false,
-        }));
+        let count = placement.subnets.len();
+        let start = order.len();
+        order.extend(0..count);
+        order[start..].sort_unstable_by_key(|&index| {
+            (
+                per_subnet(&placement.subnets[index].id),
+                (index + count - offset % count) % count,
+            )
+        });
+    }
+    order
+}
+
+/// The candidates for one subnet order: every placement's subnets in that order, on spot
+/// first, on demand only, or spot only, as the template's spot policy says.
+fn candidates(template: &LabelTemplate, order: &[usize]) -> Arc<[Candidate]> {
+    let mut indexes = order.iter();
+    let mut on_demand = Vec::with_capacity(order.len());
+    for placement in &template.placements {
+        for &index in indexes.by_ref().take(placement.subnets.len()) {
+            on_demand.push(Candidate {
+                instance_type: placement.instance_type.clone(),
+                subnet_id: placement.subnets[index].id.clone(),
+                spot: false,
+            });
+        }
     }
     let spot = || {
         on_demand.iter().map(|c| Candidate {
@@ -575,7 +605,7 @@ fn candidates(
         })
     };
     match template.spot {
-        SpotPolicy::Never => on_demand,
+        SpotPolicy::Never => on_demand.into(),
         SpotPolicy::Only => spot().collect(),
         SpotPolicy::Prefer => spot().chain(on_demand.iter().cloned()).collect(),
     }
@@ -607,7 +637,14 @@ fn client_token(mut hash: Sha256, items: &[u64], sequence: usize) -> String {
         hash.update(item.to_be_bytes());
     }
     hash.update((sequence as u64).to_be_bytes());
-    format!("ls-{}", &hex::encode(hash.finalize())[..40])
+    let digest = hash.finalize();
+    let mut hex = [0u8; 40];
+    // 20 bytes always fit 40 hex digits: the buffer is sized for exactly that.
+    hex::encode_to_slice(&digest[..20], &mut hex).expect("40 hex digits for 20 bytes");
+    let mut token = String::with_capacity(43);
+    token.push_str("ls-");
+    token.extend(hex.iter().map(|&b| b as char));
+    token
 }
 
 #[cfg(test)]
@@ -943,6 +980,47 @@ mod tests {
                 node: "i-0000000b".to_string()
             }]
         );
+        // The booting instance has no node yet: it is registered, not taken for an orphan.
+        let unregistered: Vec<&str> = plan
+            .unregistered
+            .iter()
+            .map(|u| u.instance_id.as_str())
+            .collect();
+        assert_eq!(unregistered, vec!["i-0000000d"]);
+    }
+
+    #[test]
+    fn a_launch_whose_answer_was_lost_is_registered_not_launched_again() {
+        let view = MasterView {
+            waiting: waiting(1..2, "docker"),
+            nodes: standbys(),
+        };
+        let young = instance("i-0000000f", "a", "docker", 5_000);
+        let fresh = plan(&snapshot(view.clone(), vec![young]), &config());
+        assert!(fresh.launches.is_empty(), "its executors are on the way");
+        assert_eq!(
+            fresh.unregistered,
+            vec![Unregistered {
+                master: "a".to_string(),
+                template: "docker".to_string(),
+                instance_id: "i-0000000f".to_string(),
+            }]
+        );
+        // Past the boot timeout it is an orphan instead, and an unreadable master's
+        // instances are left alone.
+        let old = instance("i-0000000f", "a", "docker", 400_000);
+        let plan_old = plan(&snapshot(view, vec![old.clone()]), &config());
+        assert!(plan_old.unregistered.is_empty());
+        assert_eq!(plan_old.orphan_instances.len(), 1);
+        let unreadable = Snapshot {
+            now_ms: NOW,
+            masters: vec![MasterSnapshot {
+                name: "a".to_string(),
+                view: None,
+            }],
+            instances: vec![instance("i-0000000f", "a", "docker", 5_000)],
+        };
+        assert!(plan(&unreadable, &config()).unregistered.is_empty());
     }
 
     #[test]

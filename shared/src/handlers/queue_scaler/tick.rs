@@ -11,7 +11,7 @@
 //! terminates only if no build started; nothing is terminated without the stack's tag (the
 //! EC2 adapter checks against EC2's own answer).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use tracing::{info, warn};
 
@@ -238,6 +238,18 @@ impl<J: Jenkins, F: Fleet, S: Secrets> Scaler<J, F, S> {
                 Err(err) => report
                     .errors
                     .push(format!("standby node {name} on {}: {err}", standby.master)),
+            }
+        }
+        for agent in &plan.unregistered {
+            let Some(template) = self.template(&agent.template).cloned() else {
+                continue;
+            };
+            warn!(master = %agent.master, instance = %agent.instance_id, "registering an agent whose launch left no node (its RunInstances answer was lost)");
+            if let Err(err) = self
+                .register(&agent.master, &template, &agent.instance_id)
+                .await
+            {
+                report.errors.push(err);
             }
         }
         for orphan in &plan.orphan_instances {
@@ -505,7 +517,11 @@ fn view_of(
                 idle_since_ms,
             }
         })
-        .collect();
+        .collect::<Vec<Node>>();
+    // Forget the clocks of this master's nodes that are gone, so the map cannot grow forever.
+    let present: HashSet<&str> = nodes.iter().map(|n| n.name.as_str()).collect();
+    idle_since
+        .retain(|(of_master, node), _| of_master != master || present.contains(node.as_str()));
     MasterView { waiting, nodes }
 }
 
@@ -574,7 +590,54 @@ fn log_plan(plan: &Plan) {
     for orphan in &plan.orphan_nodes {
         info!(acting = false, master = %orphan.master, node = %orphan.node, "would remove an orphan node");
     }
+    for agent in &plan.unregistered {
+        info!(acting = false, master = %agent.master, instance = %agent.instance_id, "would register an agent that has no node");
+    }
     for standby in &plan.standby_nodes {
         info!(acting = false, master = %standby.master, template = %standby.template, "would create a standby node");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::jenkins::Computer;
+
+    fn computer(name: &str, idle: bool) -> Computer {
+        serde_json::from_value(serde_json::json!({
+            "displayName": name, "offline": false, "idle": idle, "numExecutors": 2
+        }))
+        .expect("computer JSON")
+    }
+
+    fn computers(list: Vec<Computer>) -> ComputerSet {
+        ComputerSet { computer: list }
+    }
+
+    #[test]
+    fn idle_clocks_start_once_stop_when_busy_and_are_forgotten_with_their_node() {
+        let queue = Queue { items: Vec::new() };
+        let mut clocks = HashMap::new();
+        clocks.insert(("other".to_string(), "i-0000000c".to_string()), 5);
+        let first = computers(vec![
+            computer("i-0000000a", true),
+            computer("i-0000000b", true),
+        ]);
+        view_of(&mut clocks, "m", 1_000, &queue, &first);
+        let later = view_of(&mut clocks, "m", 2_000, &queue, &first);
+        assert_eq!(
+            later.nodes[0].idle_since_ms,
+            Some(1_000),
+            "the clock keeps its start"
+        );
+
+        let busy_and_gone = computers(vec![computer("i-0000000a", false)]);
+        let view = view_of(&mut clocks, "m", 3_000, &queue, &busy_and_gone);
+        assert_eq!(view.nodes[0].idle_since_ms, None);
+        assert_eq!(
+            clocks.keys().collect::<Vec<_>>(),
+            vec![&("other".to_string(), "i-0000000c".to_string())],
+            "another master's clocks stay; this master's gone and busy nodes have none"
+        );
     }
 }
