@@ -4,10 +4,13 @@
 //! - [`jenkins`]: a stateful Jenkins simulator speaking Jenkins' REST and WebSocket-agent wire
 //!   format (queue, computers, nodes, label-aware scheduling, fault injection).
 //! - [`moto`]: starts and stops the moto AWS emulator for tests and the demo.
+//! - [`aws_proxy`]: a proxy between the SDK and moto with EC2's ClientToken idempotency and
+//!   injected AWS faults (throttling, 5xx, no capacity, lost answers).
 //! - [`booter`]: "boots" EC2 instances launched into moto by following their user data and
 //!   connecting them to their master as inbound agents.
 //! - [`demo`]: the `make demo` driver.
 
+pub mod aws_proxy;
 pub mod booter;
 pub mod demo;
 pub mod jenkins;

@@ -1,12 +1,15 @@
 //! The real queue-scaler binary under `cargo lambda watch`, invoked with the real EventBridge
 //! schedule event, against moto (EC2, SSM, DynamoDB, Secrets Manager), two Jenkins simulators
-//! and the booter. Also the lease on its own against moto's DynamoDB.
+//! and the booter. Also the lease on its own against moto's DynamoDB. The function reaches moto
+//! through the farm's AWS proxy, which gives RunInstances EC2's ClientToken idempotency and
+//! injects AWS faults on demand.
 
 use std::time::{Duration, Instant};
 
 use longshore::adapters::aws::ec2::tags;
 use longshore::adapters::aws::lease::Lease;
 use longshore::domain::fleet::SpotPolicy;
+use longshore_farm::aws_proxy::{AwsFault, AwsProxy, FaultRule};
 use longshore_farm::booter::{Booter, BooterConfig, BooterHandle};
 use longshore_farm::demo::fleet::demo_fleet;
 use longshore_farm::jenkins::{JobKind, RunningSim, SimConfig, Simulator};
@@ -25,7 +28,9 @@ const SCHEDULE_EVENT: &str = concat!(
 );
 
 struct Setup {
-    moto: MotoServer,
+    /// Kept for the test's duration: the function reaches it through `proxy`.
+    _moto: MotoServer,
+    proxy: AwsProxy,
     sims: Vec<RunningSim>,
     booter: BooterHandle,
     ec2: aws_sdk_ec2::Client,
@@ -33,6 +38,11 @@ struct Setup {
 
 /// moto with what the stack would hold, two simulated masters and the booter.
 async fn setup(store_fleet_config: bool) -> Setup {
+    setup_with_idle(store_fleet_config, Duration::from_secs(60)).await
+}
+
+/// As [`setup`], with agents retired after `idle`.
+async fn setup_with_idle(store_fleet_config: bool, idle: Duration) -> Setup {
     let moto = MotoServer::start().expect("moto");
     let sdk = moto.sdk_config().await;
     let network = moto.prepare_network().await.expect("network");
@@ -50,7 +60,7 @@ async fn setup(store_fleet_config: bool) -> Setup {
         &template.id,
         &network.subnets,
         &["master-a", "master-b"],
-        Duration::from_secs(60),
+        idle,
     );
     for label in &mut config.labels {
         label.spot = SpotPolicy::Never;
@@ -73,10 +83,18 @@ async fn setup(store_fleet_config: bool) -> Setup {
                 .expect("simulator"),
         );
     }
-    let booter = Booter::new(&sdk, BooterConfig::fast(STACK)).spawn();
+    // Agents wait for their secret as long as the real boot does in spirit (bounded, well
+    // beyond a tick whose launch answer was lost and retried).
+    let booter_config = BooterConfig {
+        secret_wait: Duration::from_secs(20),
+        ..BooterConfig::fast(STACK)
+    };
+    let booter = Booter::new(&sdk, booter_config).spawn();
+    let proxy = AwsProxy::start(&moto.endpoint_url()).await.expect("proxy");
     Setup {
         ec2: aws_sdk_ec2::Client::new(&sdk),
-        moto,
+        _moto: moto,
+        proxy,
         sims,
         booter,
     }
@@ -89,7 +107,7 @@ fn scaler_spec(setup: &Setup, budget: &str, extra: &[(&str, &str)]) -> FunctionS
         setup.sims[1].url()
     );
     let mut spec = FunctionSpec::new("queue-scaler")
-        .env("AWS_ENDPOINT_URL", setup.moto.endpoint_url())
+        .env("AWS_ENDPOINT_URL", setup.proxy.endpoint_url())
         .env("LONGSHORE_STACK", STACK)
         .env("FLEET_CONFIG_PARAMETER", FLEET_PARAMETER)
         .env("LEASE_TABLE", LEASE_TABLE)
@@ -317,6 +335,196 @@ async fn reaction_time() {
         p(0.5),
         p(0.95),
         reactions
+    );
+    setup.booter.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_launch_whose_answers_are_all_lost_still_runs_exactly_one_agent() {
+    let setup = setup(true).await;
+    // The first RunInstances takes effect, then its answer is lost on every one of the SDK's
+    // three attempts: the retries carry the same ClientToken and launch nothing more, the tick
+    // reports an error, and the next tick finds the instance without a node and registers it.
+    setup
+        .proxy
+        .add_rule(FaultRule::on("RunInstances", AwsFault::LoseResponse).times(3));
+    let lambdas = LambdaFarm::start(&[scaler_spec(&setup, "15s", &[])])
+        .await
+        .expect("lambda");
+    setup.sims[0]
+        .sim()
+        .submit(
+            "build-api-image",
+            Some("docker"),
+            Duration::from_millis(300),
+            JobKind::Pipeline,
+        )
+        .unwrap();
+
+    let answer = lambdas
+        .invoke("queue-scaler", &schedule_event())
+        .await
+        .expect("invoke");
+    let Invocation::Ok(payload) = answer else {
+        panic!(
+            "scaler failed: {answer:?}\n{}",
+            lambdas.logs("queue-scaler")
+        )
+    };
+    let stats = setup.proxy.stats();
+    assert_eq!(stats.faults["lose_response"], 3, "{stats:?}");
+    assert_eq!(
+        stats.launches_forwarded, 1,
+        "one launch reached EC2: {stats:?}"
+    );
+    assert_eq!(stats.idempotent_replays, 2, "{stats:?}");
+    assert_eq!(live_instances(&setup.ec2).await.len(), 1);
+    assert_eq!(
+        setup.sims[0].sim().stats().builds_completed,
+        1,
+        "{payload}\n{}",
+        lambdas.logs("queue-scaler")
+    );
+    assert!(
+        lambdas
+            .logs("queue-scaler")
+            .contains("registering an agent whose launch left no node")
+    );
+    setup.booter.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_capacity_for_the_first_instance_type_falls_back_to_the_next() {
+    let setup = setup(true).await;
+    setup.proxy.add_rule(
+        FaultRule::on("RunInstances", AwsFault::InsufficientCapacity)
+            .with_param("InstanceType", "c6i.large"),
+    );
+    let lambdas = LambdaFarm::start(&[scaler_spec(&setup, "10s", &[])])
+        .await
+        .expect("lambda");
+    setup.sims[0]
+        .sim()
+        .submit(
+            "build-api-image",
+            Some("docker"),
+            Duration::from_millis(300),
+            JobKind::Pipeline,
+        )
+        .unwrap();
+
+    let answer = lambdas
+        .invoke("queue-scaler", &schedule_event())
+        .await
+        .expect("invoke");
+    assert!(
+        matches!(answer, Invocation::Ok(_)),
+        "{answer:?}\n{}",
+        lambdas.logs("queue-scaler")
+    );
+    let instances = live_instances(&setup.ec2).await;
+    assert_eq!(instances.len(), 1);
+    assert_eq!(
+        instances[0].instance_type().map(|t| t.as_str()),
+        Some("m6i.large"),
+        "the template's second type"
+    );
+    assert!(setup.proxy.stats().faults["insufficient_capacity"] >= 1);
+    assert_eq!(setup.sims[0].sim().stats().builds_completed, 1);
+    setup.booter.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_idle_past_its_idle_time_is_retired_and_its_instance_terminated() {
+    let setup = setup_with_idle(true, Duration::from_secs(1)).await;
+    let lambdas = LambdaFarm::start(&[scaler_spec(&setup, "12s", &[])])
+        .await
+        .expect("lambda");
+    setup.sims[0]
+        .sim()
+        .submit(
+            "build-api-image",
+            Some("docker"),
+            Duration::from_millis(300),
+            JobKind::Pipeline,
+        )
+        .unwrap();
+
+    let answer = lambdas
+        .invoke("queue-scaler", &schedule_event())
+        .await
+        .expect("invoke");
+    let Invocation::Ok(payload) = answer else {
+        panic!(
+            "scaler failed: {answer:?}\n{}",
+            lambdas.logs("queue-scaler")
+        )
+    };
+    assert_eq!(payload["launched"], 1, "{payload}");
+    assert_eq!(payload["retired"], 1, "{payload}");
+    assert_eq!(setup.sims[0].sim().stats().builds_completed, 1);
+    assert!(
+        setup.sims[0].sim().stats().builds_lost.is_empty(),
+        "no build was cut off"
+    );
+    assert!(
+        live_instances(&setup.ec2).await.is_empty(),
+        "its instance is terminated"
+    );
+    let nodes = setup.sims[0].sim().stats().agents;
+    assert_eq!(
+        (nodes.idle, nodes.busy, nodes.offline),
+        (0, 0, 0),
+        "its node is gone: {nodes:?}"
+    );
+    setup.booter.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_tick_that_cannot_see_its_launch_yet_sends_the_same_token() {
+    let setup = setup(true).await;
+    // Every answer of the first launch is lost, and EC2 (eventually consistent) does not list
+    // the instance yet: the next tick plans the same launch. Its ClientToken, derived from the
+    // plan's inputs, is the same, so EC2 returns the first instance instead of a second one.
+    setup
+        .proxy
+        .add_rule(FaultRule::on("RunInstances", AwsFault::LoseResponse).times(3));
+    setup.proxy.hide_new_instances_for(Duration::from_secs(60));
+    let lambdas = LambdaFarm::start(&[scaler_spec(&setup, "15s", &[])])
+        .await
+        .expect("lambda");
+    setup.sims[0]
+        .sim()
+        .submit(
+            "build-api-image",
+            Some("docker"),
+            Duration::from_millis(300),
+            JobKind::Pipeline,
+        )
+        .unwrap();
+
+    let answer = lambdas
+        .invoke("queue-scaler", &schedule_event())
+        .await
+        .expect("invoke");
+    assert!(
+        matches!(answer, Invocation::Ok(_)),
+        "{answer:?}\n{}",
+        lambdas.logs("queue-scaler")
+    );
+    let stats = setup.proxy.stats();
+    assert_eq!(
+        stats.launches_forwarded, 1,
+        "one launch reached EC2: {stats:?}"
+    );
+    assert!(stats.requests["RunInstances"] >= 4, "{stats:?}");
+    assert_eq!(stats.idempotency_mismatches, 0, "{stats:?}");
+    assert_eq!(live_instances(&setup.ec2).await.len(), 1);
+    assert_eq!(
+        setup.sims[0].sim().stats().builds_completed,
+        1,
+        "{}",
+        lambdas.logs("queue-scaler")
     );
     setup.booter.shutdown().await;
 }
