@@ -7,10 +7,12 @@
 //! - [`booter`]: "boots" EC2 instances launched into moto by following their user data and
 //!   connecting them to their master as inbound agents.
 //! - [`demo`]: the `make demo` driver.
+//! - [`simulate`]: the policy simulator of `make bench`.
 
 pub mod booter;
 pub mod demo;
 pub mod jenkins;
 pub mod lambda;
 pub mod moto;
+pub mod simulate;
 pub mod stack;
