@@ -223,7 +223,7 @@ pub fn bench_trace(trace: &Trace, params: Params) -> Result<TraceResult, Simulat
             sizes: sizes.clone(),
         }),
         Box::new(JenkinsEc2::new(trace)),
-        Box::new(Buildkite),
+        Box::new(Buildkite::new(trace)),
         Box::new(Netflix::new(trace)),
     ];
     runs.push((

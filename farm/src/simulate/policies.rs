@@ -375,17 +375,32 @@ fn idle_longer_than<'w>(world: &'w World, ms: i64) -> impl Iterator<Item = u64> 
     })
 }
 
-/// buildkite-agent-scaler's poll (`MinPollInterval` default 10 s).
+/// buildkite-agent-scaler's poll: the Elastic CI Stack's `ScalerMinPollInterval` default 10s.
 pub const BUILDKITE_POLL_MS: i64 = 10_000;
-/// Elastic CI Stack agents stop and terminate their instance after this long idle
-/// (`ScaleInIdlePeriod`, 600 s); the scaler itself never scales in (`DisableScaleIn`
-/// default true).
+/// The Elastic CI Stack's `ScaleOutCooldownPeriod` default (300 s): after a scale-out, the
+/// scaler does not scale out again for this long (`scaleOut` in the scaler's scaler.go).
+pub const BUILDKITE_SCALE_OUT_COOLDOWN_MS: i64 = 300_000;
+/// The Elastic CI Stack's `ScaleInIdlePeriod` default (600 s): an agent idle this long stops
+/// and terminates its instance. The scaler itself does not scale in (`DisableScaleIn` default
+/// true, so `ScaleInCooldownPeriod`, 3600 s, never applies).
 pub const BUILDKITE_IDLE_MS: i64 = 600_000;
 
-/// A Buildkite-style desired-count scaler: every 10 s, desired instances per queue =
-/// ceil((scheduled + running jobs) / agents per instance) × ScaleOutFactor (1) +
-/// InstanceBuffer (0); launches up to it, never down; idle agents terminate themselves.
-pub struct Buildkite;
+/// A Buildkite-style desired-count scaler, one Auto Scaling group per label (queue): every
+/// 10 s, desired instances = ceil((scheduled + running jobs) / agents per instance) ×
+/// ScaleOutFactor (1.0) + InstanceBuffer (0); when above the group's instances (booting
+/// included), it launches the difference unless it scaled out in the last 300 s; idle agents
+/// terminate themselves after 600 s.
+pub struct Buildkite {
+    last_scale_out: Vec<Option<i64>>,
+}
+
+impl Buildkite {
+    pub fn new(trace: &Trace) -> Buildkite {
+        Buildkite {
+            last_scale_out: vec![None; trace.labels.len()],
+        }
+    }
+}
 
 impl Policy for Buildkite {
     fn name(&self) -> String {
@@ -397,21 +412,24 @@ impl Policy for Buildkite {
     }
 
     fn tick(&mut self, world: &World) -> Vec<Action> {
+        let now = world.now_ms;
         let mut actions: Vec<Action> = idle_longer_than(world, BUILDKITE_IDLE_MS)
             .map(Action::Terminate)
             .collect();
-        for label in 0..world.trace.labels.len() {
+        for (label, last) in self.last_scale_out.iter_mut().enumerate() {
             let agents = world.agents_of(label).count();
             let running = world
                 .agents_of(label)
                 .filter(|a| matches!(a.state, AgentState::Busy { .. }))
                 .count();
             let desired = world.queues[label].len() + running; // 1 agent per instance
-            if desired > agents {
+            let cooling = last.is_some_and(|at| now - at < BUILDKITE_SCALE_OUT_COOLDOWN_MS);
+            if desired > agents && !cooling {
                 actions.push(Action::Launch {
                     label,
                     count: desired - agents,
                 });
+                *last = Some(now);
             }
         }
         actions
@@ -588,7 +606,12 @@ mod tests {
     #[test]
     fn buildkite_wants_one_instance_per_scheduled_or_running_job() {
         let t = trace(7);
-        assert_eq!(launched(&Buildkite.tick(&world(&t, 0))), 7);
+        let mut buildkite = Buildkite::new(&t);
+        assert_eq!(launched(&buildkite.tick(&world(&t, 0))), 7);
+        // More builds queue, but the scale-out cooldown holds for 300 s.
+        let more = trace(9);
+        assert_eq!(launched(&buildkite.tick(&world(&more, 290_000))), 0);
+        assert_eq!(launched(&buildkite.tick(&world(&more, 300_000))), 9);
     }
 
     #[test]
