@@ -14,6 +14,7 @@ fn params() -> Params {
     Params {
         boot_secs: 40,
         longshore_idle_secs: 600,
+        buildkite_cooldown_secs: 300,
     }
 }
 

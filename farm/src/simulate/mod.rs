@@ -30,6 +30,10 @@ pub struct SimulateOptions {
     /// longshore's idle time before retiring an agent, minutes (production's default: 10).
     #[arg(long, default_value_t = 10)]
     pub idle_minutes: u32,
+    /// The Buildkite model's scale-out cooldown, seconds (Elastic CI Stack default 300; the
+    /// scaler on its own defaults to 0).
+    #[arg(long, default_value_t = 300)]
+    pub buildkite_cooldown_secs: u32,
     /// Seed of the synthetic traces.
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
@@ -70,6 +74,7 @@ pub enum SimulateError {
 pub struct Params {
     pub boot_secs: u32,
     pub longshore_idle_secs: u32,
+    pub buildkite_cooldown_secs: u32,
 }
 
 impl Params {
@@ -142,6 +147,7 @@ pub fn run(options: &SimulateOptions) -> Result<Bench, SimulateError> {
     let params = Params {
         boot_secs: options.boot_secs,
         longshore_idle_secs: options.idle_minutes * 60,
+        buildkite_cooldown_secs: options.buildkite_cooldown_secs,
     };
     let dir = options.trace_dir.clone().unwrap_or_else(default_trace_dir);
     let mut traces = load_traces(&options.traces, options.seed, &dir)?;
@@ -223,7 +229,10 @@ pub fn bench_trace(trace: &Trace, params: Params) -> Result<TraceResult, Simulat
             sizes: sizes.clone(),
         }),
         Box::new(JenkinsEc2::new(trace)),
-        Box::new(Buildkite::new(trace)),
+        Box::new(Buildkite::new(
+            trace,
+            i64::from(params.buildkite_cooldown_secs) * 1000,
+        )),
         Box::new(Netflix::new(trace)),
     ];
     runs.push((
@@ -372,9 +381,11 @@ pub fn table(bench: &Bench) -> String {
     // Writing to a String cannot fail.
     let _ = writeln!(
         out,
-        "policy simulator: boot delay {} s, longshore idle {} s, wait goal p95 ≤ {} s, seed {}",
+        "policy simulator: boot delay {} s, longshore idle {} s, buildkite scale-out cooldown {} s, \
+         wait goal p95 ≤ {} s, seed {}",
         bench.params.boot_secs,
         bench.params.longshore_idle_secs,
+        bench.params.buildkite_cooldown_secs,
         bench.params.wait_goal_ms() / 1000,
         bench.seed
     );

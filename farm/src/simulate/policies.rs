@@ -391,12 +391,16 @@ pub const BUILDKITE_IDLE_MS: i64 = 600_000;
 /// included), it launches the difference unless it scaled out in the last 300 s; idle agents
 /// terminate themselves after 600 s.
 pub struct Buildkite {
+    cooldown_ms: i64,
     last_scale_out: Vec<Option<i64>>,
 }
 
 impl Buildkite {
-    pub fn new(trace: &Trace) -> Buildkite {
+    /// `cooldown_ms`: [`BUILDKITE_SCALE_OUT_COOLDOWN_MS`] for the Elastic CI Stack's default;
+    /// the scaler alone defaults to 0.
+    pub fn new(trace: &Trace, cooldown_ms: i64) -> Buildkite {
         Buildkite {
+            cooldown_ms,
             last_scale_out: vec![None; trace.labels.len()],
         }
     }
@@ -423,7 +427,7 @@ impl Policy for Buildkite {
                 .filter(|a| matches!(a.state, AgentState::Busy { .. }))
                 .count();
             let desired = world.queues[label].len() + running; // 1 agent per instance
-            let cooling = last.is_some_and(|at| now - at < BUILDKITE_SCALE_OUT_COOLDOWN_MS);
+            let cooling = last.is_some_and(|at| now - at < self.cooldown_ms);
             if desired > agents && !cooling {
                 actions.push(Action::Launch {
                     label,
@@ -606,7 +610,7 @@ mod tests {
     #[test]
     fn buildkite_wants_one_instance_per_scheduled_or_running_job() {
         let t = trace(7);
-        let mut buildkite = Buildkite::new(&t);
+        let mut buildkite = Buildkite::new(&t, BUILDKITE_SCALE_OUT_COOLDOWN_MS);
         assert_eq!(launched(&buildkite.tick(&world(&t, 0))), 7);
         // More builds queue, but the scale-out cooldown holds for 300 s.
         let more = trace(9);
