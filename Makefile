@@ -48,8 +48,12 @@ lint: setup ## fmt, clippy (warnings are errors) and cfn-lint
 build: setup ## release builds of the three Lambdas with cargo-lambda
 	cargo lambda build --release $(addprefix -p ,$(FUNCTIONS))
 
-bench: setup ## criterion benchmarks
+# criterion, then the policy simulator on every standard trace (simulated time, about a minute
+# in a debug build; the same build command as demo and test, so nothing extra is compiled).
+bench: setup ## criterion benchmarks, then the policy simulator (out/bench/policy.json, policy.png)
 	cargo bench --workspace
+	cargo build --workspace --all-targets
+	$(TARGET_DIR)/debug/longshore-farm simulate --out out/bench
 
 clean: ## remove build output, the venv and demo/bench output
 	cargo clean

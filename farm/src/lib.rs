@@ -9,6 +9,7 @@
 //! - [`booter`]: "boots" EC2 instances launched into moto by following their user data and
 //!   connecting them to their master as inbound agents.
 //! - [`demo`]: the `make demo` driver.
+//! - [`simulate`]: the policy simulator of `make bench`.
 
 pub mod aws_proxy;
 pub mod booter;
@@ -16,4 +17,5 @@ pub mod demo;
 pub mod jenkins;
 pub mod lambda;
 pub mod moto;
+pub mod simulate;
 pub mod stack;

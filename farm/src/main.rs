@@ -2,6 +2,7 @@
 //!
 //! - `jenkins`: one simulated Jenkins master on loopback (several masters = several processes).
 //! - `demo`: the whole farm (moto, two masters, booting agents, a job trace) with live progress.
+//! - `simulate`: the policy simulator of `make bench` (simulated time, no network).
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
@@ -9,6 +10,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use longshore_farm::demo::{self, DemoOptions};
 use longshore_farm::jenkins::{SimConfig, Simulator};
+use longshore_farm::simulate::{self, SimulateOptions};
 
 #[derive(Parser)]
 #[command(name = "longshore-farm", about = "longshore's local farm", version)]
@@ -33,6 +35,8 @@ enum Command {
     },
     /// Run the whole farm locally against a job trace and print a summary.
     Demo(DemoOptions),
+    /// Compare scaling policies on build traces in simulated time (policy.json, policy.png).
+    Simulate(SimulateOptions),
 }
 
 #[tokio::main]
@@ -54,6 +58,13 @@ async fn main() -> ExitCode {
             }
             Err(err) => {
                 eprintln!("demo failed: {err}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Simulate(options) => match simulate::run(&options) {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("simulate failed: {err}");
                 ExitCode::FAILURE
             }
         },
