@@ -10,6 +10,7 @@
 
 pub mod booter;
 pub mod demo;
+pub mod events;
 pub mod jenkins;
 pub mod lambda;
 pub mod moto;
