@@ -274,6 +274,9 @@ async fn lambda_footprint() {
     init_tracing();
     let moto = longshore_farm::moto::MotoServer::start().expect("moto");
     let endpoint = moto.endpoint_url();
+    longshore_farm::stack::create_lease_table(&moto.sdk_config().await, "footprint-state")
+        .await
+        .expect("recovery's state table");
     let cfn_response = answer_cloudformation_responses().await;
     let mut create = fixture("cloudformation-custom-resource/rust-runtime-create-request.json");
     create["ResponseURL"] = json!(cfn_response);
@@ -292,7 +295,19 @@ async fn lambda_footprint() {
     });
     let cases: Vec<(FunctionSpec, Value)> = vec![
         (
-            FunctionSpec::new("recovery").env("LONGSHORE_STACK", "footprint"),
+            // The schedule's drain re-check: a real Scan of its state table in moto.
+            FunctionSpec::new("recovery")
+                .env("LONGSHORE_STACK", "footprint")
+                .env("STATE_TABLE", "footprint-state")
+                .env(
+                    "ALERT_TOPIC_ARN",
+                    "arn:aws:sns:us-east-1:123456789012:footprint",
+                )
+                .env("JENKINS_SECRET", "footprint-jenkins")
+                .env("LONGSHORE_ECS_CLUSTER", "footprint-masters")
+                .env("LONGSHORE_MASTER_SERVICES", "m1")
+                .env("LONGSHORE_MASTER_ASG", "footprint-master-hosts")
+                .env("LONGSHORE_MASTERS", "m1=http://127.0.0.1:9/"),
             scheduled_event(),
         ),
         (

@@ -618,3 +618,26 @@ async fn other_stacks_instances_and_malformed_events_are_skipped_with_success() 
     assert!(alerts(&setup).await.is_empty());
     assert!(node(&setup.sims[0], &foreign).await.is_some());
 }
+
+/// Cold start (spawn → first invocation answered) and peak RSS (VmHWM) of the debug binary on
+/// its heaviest path: a master crash (ECS event → SNS, EC2, SSM, Jenkins). Run with
+/// `cargo test --workspace --all-targets recovery_footprint -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, not a check"]
+async fn recovery_footprint() {
+    let setup = setup().await;
+    agents(&setup, STACK, 0, 3).await;
+    let farm = LambdaFarm::start(&[spec(&setup, &[])])
+        .await
+        .expect("lambda");
+    let bus = EventBus::new(&farm, "recovery");
+    let payload = ok(bus.deliver(&crash("t1", "master-a")).await.expect("invoke"));
+    let pid = farm.pid("recovery").expect("pid");
+    println!(
+        "recovery (debug) master crash: init {} ms, cold start {} ms, peak RSS {} KiB; done {}",
+        farm.ready_after("recovery").map_or(0, |d| d.as_millis()),
+        farm.cold_start("recovery").map_or(0, |d| d.as_millis()),
+        longshore_farm::lambda::peak_rss_kib(pid).unwrap_or(0),
+        payload["done"].as_array().map_or(0, Vec::len)
+    );
+}
