@@ -285,8 +285,10 @@ async fn a_master_crash_retires_its_agents_alerts_once_and_detects_a_crash_loop(
     assert_eq!(sent[0].0, "longshore: master master-a stopped unexpectedly");
     assert!(sent[0].1.contains("t1"), "{sent:?}");
 
-    // The same event again (EventBridge redelivers): no second alert, nothing else to do.
+    // The same event again (EventBridge redelivers), and another STOPPED event of the same
+    // task (a new event id): no second alert, nothing else to do.
     ok(bus.deliver(&first).await.expect("invoke"));
+    ok(bus.deliver(&crash("t1", "master-a")).await.expect("invoke"));
     assert!(alerts(&setup).await.is_empty());
     assert_eq!(live_instances(&ec2, STACK).await.len(), 1);
 

@@ -5,9 +5,10 @@
 //!
 //! How each action is made idempotent (EventBridge delivers at least once, late and out of
 //! order):
-//! - Alerts are claimed in the state table before they are published, keyed by the event's
-//!   `id` (a redelivery keeps it) and the action's place; a failed publish gives the claim
-//!   back so the retry alerts. Crash-loop alerts are claimed per master for the window.
+//! - Alerts are claimed in the state table before they are published, keyed by the stopped
+//!   task (ECS may send more than one STOPPED event for a task) or else by the event's `id` (a
+//!   redelivery keeps it) and the action's place; a failed publish gives the claim back so the
+//!   retry alerts. Crash-loop alerts are claimed per master for the window.
 //! - Unexpected stops are recorded once per task ARN (conditional put), so a redelivered stop
 //!   is not counted twice towards a crash loop.
 //! - Agent actions read before they write: a node already offline is not toggled (Jenkins only
@@ -360,20 +361,19 @@ pub async fn handle(deps: &Deps, event: LambdaEvent<Value>) -> Result<Value, Rec
     let payload = event.payload;
     let event_id = log_envelope(&payload, &event.context.request_id);
     let classification = classify(&payload, &deps.config.context);
-    let Classification::Act {
-        kind,
-        cause,
-        only_if,
-        actions,
-        unchecked,
-        ..
-    } = classification
-    else {
-        let Classification::Ignored { reason } = classification else {
-            unreachable!("the Act arm was matched above")
-        };
-        info!(%reason, "event skipped");
-        return Ok(json!({"outcome": "ignored", "reason": reason}));
+    let (kind, cause, only_if, actions, unchecked) = match classification {
+        Classification::Act {
+            kind,
+            cause,
+            only_if,
+            actions,
+            unchecked,
+            ..
+        } => (kind, cause, only_if, actions, unchecked),
+        Classification::Ignored { reason } => {
+            info!(%reason, "event skipped");
+            return Ok(json!({"outcome": "ignored", "reason": reason}));
+        }
     };
     if !unchecked.is_empty() {
         // Config requires every identifier, so this cannot happen; refuse to guess if it does.
@@ -414,10 +414,15 @@ pub async fn handle(deps: &Deps, event: LambdaEvent<Value>) -> Result<Value, Rec
     } else {
         Vec::new()
     };
+    let stopped_task = actions.iter().find_map(|a| match a {
+        Action::RecordStop { task_arn, .. } => Some(task_arn.as_str()),
+        _ => None,
+    });
     let run = Run {
         event_id: event_id.as_deref(),
         agent: agent.as_ref(),
         masters: &masters,
+        stopped_task,
         now: now_secs(),
     };
     let (done, errors) = deps.actor.act_all(&run, &actions).await;
@@ -474,6 +479,9 @@ pub struct Run<'a, J> {
     pub agent: Option<&'a AgentInstance>,
     /// The reachable masters by name.
     pub masters: &'a [(String, J)],
+    /// The stopped master task the event is about: its alert is sent once per task, however
+    /// many STOPPED events ECS sends for it.
+    pub stopped_task: Option<&'a str>,
     /// Epoch seconds.
     pub now: i64,
 }
@@ -553,7 +561,7 @@ where
     ) -> Result<Vec<String>, RecoveryError> {
         match action {
             Action::Alert { subject, message } => {
-                let key = run.event_id.map(|id| format!("event#{id}#{index}"));
+                let key = alert_key(run, index);
                 let until = run.now + ALERT_MEMORY_SECS;
                 Ok(vec![
                     self.alert_once(key.as_deref(), run.now, until, subject, message)
@@ -892,6 +900,16 @@ where
     }
 }
 
+/// The once-only key of the event's `index`th action (an alert): the stopped task, else the
+/// event's id; `None` (always publish) when the event has neither.
+fn alert_key<J>(run: &Run<'_, J>, index: usize) -> Option<String> {
+    match (run.stopped_task, run.event_id) {
+        (Some(task), _) => Some(format!("task#{task}")),
+        (None, Some(id)) => Some(format!("event#{id}#{index}")),
+        (None, None) => None,
+    }
+}
+
 fn agent_master<'a, J>(run: &Run<'a, J>) -> Option<&'a str> {
     run.agent.and_then(|agent| agent.master.as_deref())
 }
@@ -1042,5 +1060,224 @@ mod tests {
     fn missing_file_is_a_read_error() {
         let err = explain(Path::new("/nonexistent/event.json"), &Context::default());
         assert!(matches!(err, Err(ExplainError::Read { .. })));
+    }
+
+    // ---- the actor against in-memory ports -------------------------------------------------
+
+    use std::collections::HashMap;
+    use std::sync::Mutex as StdMutex;
+
+    #[derive(Default)]
+    struct World {
+        claims: StdMutex<HashMap<String, i64>>,
+        drains: StdMutex<HashMap<String, PendingDrain>>,
+        published: StdMutex<Vec<String>>,
+        publish_fails: StdMutex<bool>,
+        lifecycle_calls: StdMutex<Vec<String>>,
+        tasks: StdMutex<usize>,
+    }
+
+    struct Fake<'a>(&'a World);
+
+    impl Fleet for Fake<'_> {
+        async fn launch(
+            &self,
+            _: &crate::adapters::aws::ec2::LaunchSpec,
+        ) -> Result<String, AwsError> {
+            unimplemented!("recovery never launches")
+        }
+        async fn agents(&self) -> Result<Vec<AgentInstance>, AwsError> {
+            Ok(Vec::new())
+        }
+        async fn terminate(&self, ids: &[String]) -> Result<Vec<String>, AwsError> {
+            Ok(ids.to_vec())
+        }
+    }
+    impl Secrets for Fake<'_> {
+        async fn put_secret(&self, _: &str, _: &str) -> Result<(), AwsError> {
+            Ok(())
+        }
+        async fn delete_secret(&self, _: &str) -> Result<(), AwsError> {
+            Ok(())
+        }
+    }
+    impl Alerts for Fake<'_> {
+        async fn publish(&self, subject: &str, _: &str) -> Result<(), AwsError> {
+            if *self.0.publish_fails.lock().unwrap() {
+                return Err(AwsError::missing("Publish", "a topic"));
+            }
+            self.0.published.lock().unwrap().push(subject.to_string());
+            Ok(())
+        }
+    }
+    impl Lifecycles for Fake<'_> {
+        async fn heartbeat(&self, _: &LifecycleAction) -> Result<LifecycleOutcome, AwsError> {
+            self.0
+                .lifecycle_calls
+                .lock()
+                .unwrap()
+                .push("heartbeat".into());
+            Ok(LifecycleOutcome::Done)
+        }
+        async fn complete(
+            &self,
+            _: &LifecycleAction,
+            result: &str,
+        ) -> Result<LifecycleOutcome, AwsError> {
+            self.0
+                .lifecycle_calls
+                .lock()
+                .unwrap()
+                .push(format!("complete {result}"));
+            Ok(LifecycleOutcome::Done)
+        }
+    }
+    impl MasterHosts for Fake<'_> {
+        async fn container_instance(&self, id: &str) -> Result<Option<String>, AwsError> {
+            Ok(Some(format!("ci-{id}")))
+        }
+        async fn drain(&self, _: &str) -> Result<(), AwsError> {
+            Ok(())
+        }
+        async fn live_tasks(&self, _: &str) -> Result<Vec<String>, AwsError> {
+            Ok(vec!["task".to_string(); *self.0.tasks.lock().unwrap()])
+        }
+    }
+    impl RecoveryStore for Fake<'_> {
+        async fn record_stop(&self, _: &str, _: &str, _: i64, _: i64) -> Result<bool, AwsError> {
+            Ok(true)
+        }
+        async fn stops(&self, _: &str, _: i64) -> Result<Vec<i64>, AwsError> {
+            Ok(Vec::new())
+        }
+        async fn claim_alert(&self, key: &str, now: i64, until: i64) -> Result<bool, AwsError> {
+            let mut claims = self.0.claims.lock().unwrap();
+            match claims.get(key) {
+                Some(&held) if held >= now => Ok(false),
+                _ => {
+                    claims.insert(key.to_string(), until);
+                    Ok(true)
+                }
+            }
+        }
+        async fn release_alert(&self, key: &str) -> Result<(), AwsError> {
+            self.0.claims.lock().unwrap().remove(key);
+            Ok(())
+        }
+        async fn put_drain(&self, drain: &PendingDrain, _: i64) -> Result<bool, AwsError> {
+            let mut drains = self.0.drains.lock().unwrap();
+            let id = drain.action.instance_id.clone();
+            if drains.contains_key(&id) {
+                return Ok(false);
+            }
+            drains.insert(id, drain.clone());
+            Ok(true)
+        }
+        async fn drains(&self) -> Result<Vec<PendingDrain>, AwsError> {
+            Ok(self.0.drains.lock().unwrap().values().cloned().collect())
+        }
+        async fn delete_drain(&self, id: &str) -> Result<(), AwsError> {
+            self.0.drains.lock().unwrap().remove(id);
+            Ok(())
+        }
+    }
+
+    type FakeActor<'a> = Actor<Fake<'a>, Fake<'a>, Fake<'a>, Fake<'a>, Fake<'a>, Fake<'a>>;
+
+    fn actor(world: &World) -> FakeActor<'_> {
+        Actor {
+            stack: "ci".to_string(),
+            dry_run: false,
+            fleet: Fake(world),
+            secrets: Fake(world),
+            alerts: Fake(world),
+            lifecycle: Fake(world),
+            hosts: Fake(world),
+            store: Fake(world),
+            crash_loop_stops: 3,
+            crash_loop_window: 900,
+            drain_timeout: 600,
+        }
+    }
+
+    fn run(now: i64) -> Run<'static, JenkinsClient> {
+        Run {
+            event_id: Some("e-1"),
+            agent: None,
+            masters: &[],
+            stopped_task: None,
+            now,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_alert_gives_its_claim_back_so_the_retry_alerts_once() {
+        let world = World::default();
+        let actor = actor(&world);
+        let alert = [Action::Alert {
+            subject: "s".to_string(),
+            message: "m".to_string(),
+        }];
+        *world.publish_fails.lock().unwrap() = true;
+        let (_, errors) = actor.act_all(&run(100), &alert).await;
+        assert_eq!(errors.len(), 1);
+        assert!(world.claims.lock().unwrap().is_empty());
+        *world.publish_fails.lock().unwrap() = false;
+        for _ in 0..2 {
+            let (_, errors) = actor.act_all(&run(101), &alert).await;
+            assert!(errors.is_empty());
+        }
+        assert_eq!(*world.published.lock().unwrap(), vec!["s".to_string()]);
+    }
+
+    #[tokio::test]
+    async fn a_drain_heartbeats_until_the_tasks_are_gone_then_completes_once() {
+        let world = World::default();
+        let actor = actor(&world);
+        *world.tasks.lock().unwrap() = 1;
+        let drain = [Action::DrainHost {
+            ec2_instance_id: "i-1".to_string(),
+            lifecycle: crate::domain::recovery::Lifecycle {
+                hook_name: "h".to_string(),
+                asg_name: "g".to_string(),
+                action_token: "t".to_string(),
+            },
+        }];
+        actor.act_all(&run(100), &drain).await;
+        actor.act_all(&run(200), &drain).await; // redelivered: the first deadline stands
+        assert_eq!(world.drains.lock().unwrap()["i-1"].deadline, 700);
+        actor.act_all(&run(300), &[Action::CheckDrains]).await;
+        *world.tasks.lock().unwrap() = 0;
+        actor.act_all(&run(400), &[Action::CheckDrains]).await;
+        actor.act_all(&run(500), &[Action::CheckDrains]).await;
+        assert_eq!(
+            *world.lifecycle_calls.lock().unwrap(),
+            vec!["heartbeat", "heartbeat", "heartbeat", "complete CONTINUE"]
+        );
+        assert!(world.drains.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn dry_run_takes_no_action() {
+        let world = World::default();
+        let mut actor = actor(&world);
+        actor.dry_run = true;
+        *world.tasks.lock().unwrap() = 0;
+        let (done, errors) = actor
+            .act_all(
+                &run(100),
+                &[
+                    Action::Alert {
+                        subject: "s".to_string(),
+                        message: "m".to_string(),
+                    },
+                    Action::CheckDrains,
+                ],
+            )
+            .await;
+        assert!(errors.is_empty());
+        assert!(done.iter().all(|d| d.starts_with("would ")), "{done:?}");
+        assert!(world.published.lock().unwrap().is_empty());
+        assert!(world.claims.lock().unwrap().is_empty());
     }
 }
