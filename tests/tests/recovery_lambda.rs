@@ -643,3 +643,28 @@ async fn recovery_footprint() {
         payload["done"].as_array().map_or(0, Vec::len)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_master_host_launch_alerts_with_its_cause_once() {
+    let setup = setup().await;
+    let farm = LambdaFarm::start(&[spec(&setup, &[])])
+        .await
+        .expect("lambda");
+    let bus = EventBus::new(&farm, "recovery");
+    let path = longshore_tests::workspace_root()
+        .join("../shared/fixtures/aws/autoscaling-activity/rust-runtime-launch-unsuccessful.json");
+    let mut event: Value =
+        serde_json::from_str(&std::fs::read_to_string(path).expect("fixture")).expect("JSON");
+    event["detail"]["AutoScalingGroupName"] = json!(ASG);
+    let payload = ok(bus.deliver(&event).await.expect("invoke"));
+    assert_eq!(payload["kind"], "master_launch_failed", "{payload}");
+    ok(bus.deliver(&event).await.expect("invoke")); // redelivered: same id, no second alert
+    let sent = alerts(&setup).await;
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(
+        sent[0].0,
+        format!("longshore: master host launch failed in {ASG}")
+    );
+    let cause = event["detail"]["StatusMessage"].as_str().unwrap_or("");
+    assert!(!cause.is_empty() && sent[0].1.contains(cause), "{sent:?}");
+}

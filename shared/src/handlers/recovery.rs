@@ -760,7 +760,7 @@ where
             .await?;
         self.heartbeat(action).await?;
         Ok(format!(
-            "host {host} DRAINING with {} tasks left: drain {} , heartbeat sent",
+            "host {host} DRAINING with {} tasks left: drain {}, heartbeat sent",
             live.len(),
             if new { "recorded" } else { "already pending" }
         ))
