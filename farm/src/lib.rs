@@ -14,6 +14,7 @@
 pub mod aws_proxy;
 pub mod booter;
 pub mod demo;
+pub mod events;
 pub mod jenkins;
 pub mod lambda;
 pub mod moto;

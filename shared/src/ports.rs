@@ -217,3 +217,145 @@ impl CfnResponder for crate::adapters::cfn_response::HttpResponder {
         self.put(url, body).await
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// recovery: alerts, the masters' hosts and their lifecycle actions, and its memory between
+// invocations.
+// ---------------------------------------------------------------------------------------------
+
+use crate::adapters::aws::autoscaling::{LifecycleAction, LifecycleOutcome};
+use crate::adapters::aws::state::PendingDrain;
+
+/// Where operators are told.
+pub trait Alerts {
+    fn publish(
+        &self,
+        subject: &str,
+        message: &str,
+    ) -> impl Future<Output = Result<(), AwsError>> + Send;
+}
+
+/// The terminate lifecycle actions of the masters' Auto Scaling group.
+pub trait Lifecycles {
+    fn heartbeat(
+        &self,
+        action: &LifecycleAction,
+    ) -> impl Future<Output = Result<LifecycleOutcome, AwsError>> + Send;
+    fn complete(
+        &self,
+        action: &LifecycleAction,
+        result: &str,
+    ) -> impl Future<Output = Result<LifecycleOutcome, AwsError>> + Send;
+}
+
+/// The masters' ECS container instances.
+pub trait MasterHosts {
+    fn container_instance(
+        &self,
+        ec2_instance_id: &str,
+    ) -> impl Future<Output = Result<Option<String>, AwsError>> + Send;
+    fn drain(
+        &self,
+        container_instance_arn: &str,
+    ) -> impl Future<Output = Result<(), AwsError>> + Send;
+    fn live_tasks(
+        &self,
+        container_instance_arn: &str,
+    ) -> impl Future<Output = Result<Vec<String>, AwsError>> + Send;
+}
+
+/// recovery's state between invocations (see [`crate::adapters::aws::state`]).
+pub trait RecoveryStore {
+    fn record_stop(
+        &self,
+        service: &str,
+        task_arn: &str,
+        at: i64,
+        expires_at: i64,
+    ) -> impl Future<Output = Result<bool, AwsError>> + Send;
+    fn stops(
+        &self,
+        service: &str,
+        now: i64,
+    ) -> impl Future<Output = Result<Vec<i64>, AwsError>> + Send;
+    fn claim_alert(
+        &self,
+        key: &str,
+        now: i64,
+        until: i64,
+    ) -> impl Future<Output = Result<bool, AwsError>> + Send;
+    fn release_alert(&self, key: &str) -> impl Future<Output = Result<(), AwsError>> + Send;
+    fn put_drain(
+        &self,
+        drain: &PendingDrain,
+        expires_at: i64,
+    ) -> impl Future<Output = Result<bool, AwsError>> + Send;
+    fn drains(&self) -> impl Future<Output = Result<Vec<PendingDrain>, AwsError>> + Send;
+    fn delete_drain(&self, instance_id: &str) -> impl Future<Output = Result<(), AwsError>> + Send;
+}
+
+impl Alerts for crate::adapters::aws::sns::SnsAlerts {
+    async fn publish(&self, subject: &str, message: &str) -> Result<(), AwsError> {
+        crate::adapters::aws::sns::SnsAlerts::publish(self, subject, message)
+            .await
+            .map(|_| ())
+    }
+}
+
+impl Lifecycles for crate::adapters::aws::autoscaling::AsgLifecycle {
+    async fn heartbeat(&self, action: &LifecycleAction) -> Result<LifecycleOutcome, AwsError> {
+        crate::adapters::aws::autoscaling::AsgLifecycle::heartbeat(self, action).await
+    }
+    async fn complete(
+        &self,
+        action: &LifecycleAction,
+        result: &str,
+    ) -> Result<LifecycleOutcome, AwsError> {
+        crate::adapters::aws::autoscaling::AsgLifecycle::complete(self, action, result).await
+    }
+}
+
+impl MasterHosts for crate::adapters::aws::ecs::EcsHosts {
+    async fn container_instance(&self, ec2_instance_id: &str) -> Result<Option<String>, AwsError> {
+        crate::adapters::aws::ecs::EcsHosts::container_instance(self, ec2_instance_id).await
+    }
+    async fn drain(&self, container_instance_arn: &str) -> Result<(), AwsError> {
+        crate::adapters::aws::ecs::EcsHosts::drain(self, container_instance_arn).await
+    }
+    async fn live_tasks(&self, container_instance_arn: &str) -> Result<Vec<String>, AwsError> {
+        crate::adapters::aws::ecs::EcsHosts::live_tasks(self, container_instance_arn).await
+    }
+}
+
+impl RecoveryStore for crate::adapters::aws::state::RecoveryState {
+    async fn record_stop(
+        &self,
+        service: &str,
+        task_arn: &str,
+        at: i64,
+        expires_at: i64,
+    ) -> Result<bool, AwsError> {
+        crate::adapters::aws::state::RecoveryState::record_stop(
+            self, service, task_arn, at, expires_at,
+        )
+        .await
+    }
+    async fn stops(&self, service: &str, now: i64) -> Result<Vec<i64>, AwsError> {
+        crate::adapters::aws::state::RecoveryState::stops(self, service, now).await
+    }
+    async fn claim_alert(&self, key: &str, now: i64, until: i64) -> Result<bool, AwsError> {
+        crate::adapters::aws::state::RecoveryState::claim_alert(self, key, now, until).await
+    }
+    async fn release_alert(&self, key: &str) -> Result<(), AwsError> {
+        crate::adapters::aws::state::RecoveryState::release_alert(self, key).await
+    }
+    async fn put_drain(&self, drain: &PendingDrain, expires_at: i64) -> Result<bool, AwsError> {
+        crate::adapters::aws::state::RecoveryState::put_drain(self, drain, expires_at).await
+    }
+    async fn drains(&self) -> Result<Vec<PendingDrain>, AwsError> {
+        crate::adapters::aws::state::RecoveryState::drains(self).await
+    }
+    async fn delete_drain(&self, instance_id: &str) -> Result<(), AwsError> {
+        crate::adapters::aws::state::RecoveryState::delete_drain(self, instance_id).await
+    }
+}

@@ -31,11 +31,23 @@ fn scheduled_event() -> Value {
     fixture("scheduled-event/rust-runtime-eventbridge-schedule.json")
 }
 
-/// recovery with the settings it needs; its handler answers every event with `NotBuiltYet`
-/// until it is built, so it carries the error-path tests.
+/// recovery with the settings it needs and AWS at a closed port: the scheduled event makes
+/// it scan its state table, which fails at once (one attempt), so it carries the error-path
+/// tests.
 fn recovery() -> FunctionSpec {
     FunctionSpec::new("recovery")
         .env("LONGSHORE_STACK", "test")
+        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+        .env("AWS_MAX_ATTEMPTS", "1")
+        .env("STATE_TABLE", "test-state")
+        .env(
+            "ALERT_TOPIC_ARN",
+            "arn:aws:sns:us-east-1:123456789012:test-alerts",
+        )
+        .env("JENKINS_SECRET", "test/jenkins")
+        .env("LONGSHORE_ECS_CLUSTER", "test-masters")
+        .env("LONGSHORE_MASTER_SERVICES", "master-a")
+        .env("LONGSHORE_MASTER_ASG", "test-master-hosts")
         .timeout(Duration::from_secs(20))
 }
 
@@ -59,10 +71,10 @@ async fn a_handler_error_arrives_as_the_runtime_diagnostic() {
                 error_type,
                 error_message,
             } => {
-                assert_eq!(error_type, "NotBuiltYet", "{error_message}");
-                assert!(error_message.contains("recovery"), "{error_message}");
+                assert_eq!(error_type, "AwsError", "{error_message}");
+                assert!(error_message.contains("Scan"), "{error_message}");
             }
-            other => panic!("expected NotBuiltYet, got {other:?}"),
+            other => panic!("expected AwsError, got {other:?}"),
         }
         let logs = farm.logs("recovery");
         assert!(logs.contains("cold start"), "{logs}");
@@ -110,30 +122,31 @@ async fn the_process_stays_warm_between_invocations() {
                 .await
                 .unwrap_or_else(|e| panic!("invocation {round}: {e}"));
             assert!(
-                matches!(answer, Invocation::Failed { ref error_type, .. } if error_type == "NotBuiltYet"),
+                matches!(answer, Invocation::Failed { ref error_type, .. } if error_type == "AwsError"),
                 "invocation {round}: {answer:?}"
             );
         }
-        // An event the function cannot read is refused by the runtime, not by a crash.
+        // An event the function cannot read is skipped with its reason, not retried forever.
         let answer = farm
             .invoke("recovery", &json!({"not": "an EventBridge event"}))
             .await
             .expect("invoke");
         match answer {
-            Invocation::Failed { error_message, .. } => {
-                assert!(error_message.contains("detail-type"), "{error_message}")
+            Invocation::Ok(payload) => {
+                assert_eq!(payload["outcome"], "ignored", "{payload}");
+                assert!(
+                    payload["reason"].as_str().unwrap().contains("detail-type"),
+                    "{payload}"
+                );
             }
-            other => panic!("expected a deserialization error, got {other:?}"),
+            other => panic!("expected a skip, got {other:?}"),
         }
         assert_eq!(farm.pid("recovery"), Some(pid), "same process");
         assert!(pid_alive(pid));
         let logs = farm.logs("recovery");
         assert_eq!(logs.matches("cold start").count(), 1, "{logs}");
-        assert_eq!(
-            logs.matches("event refused: handler not built yet").count(),
-            2,
-            "{logs}"
-        );
+        assert_eq!(logs.matches("action failed").count(), 2, "{logs}");
+        assert_eq!(logs.matches("event skipped").count(), 1, "{logs}");
         // A name the farm does not run is an error at once, not a queued event.
         assert!(matches!(
             farm.invoke("queue-scaler", &scheduled_event()).await,
@@ -261,6 +274,9 @@ async fn lambda_footprint() {
     init_tracing();
     let moto = longshore_farm::moto::MotoServer::start().expect("moto");
     let endpoint = moto.endpoint_url();
+    longshore_farm::stack::create_lease_table(&moto.sdk_config().await, "footprint-state")
+        .await
+        .expect("recovery's state table");
     let cfn_response = answer_cloudformation_responses().await;
     let mut create = fixture("cloudformation-custom-resource/rust-runtime-create-request.json");
     create["ResponseURL"] = json!(cfn_response);
@@ -279,7 +295,19 @@ async fn lambda_footprint() {
     });
     let cases: Vec<(FunctionSpec, Value)> = vec![
         (
-            FunctionSpec::new("recovery").env("LONGSHORE_STACK", "footprint"),
+            // The schedule's drain re-check: a real Scan of its state table in moto.
+            FunctionSpec::new("recovery")
+                .env("LONGSHORE_STACK", "footprint")
+                .env("STATE_TABLE", "footprint-state")
+                .env(
+                    "ALERT_TOPIC_ARN",
+                    "arn:aws:sns:us-east-1:123456789012:footprint",
+                )
+                .env("JENKINS_SECRET", "footprint-jenkins")
+                .env("LONGSHORE_ECS_CLUSTER", "footprint-masters")
+                .env("LONGSHORE_MASTER_SERVICES", "m1")
+                .env("LONGSHORE_MASTER_ASG", "footprint-master-hosts")
+                .env("LONGSHORE_MASTERS", "m1=http://127.0.0.1:9/"),
             scheduled_event(),
         ),
         (

@@ -1,5 +1,5 @@
 //! recovery Lambda: EventBridge handler that heals the farm: master task stops, master host drains,
-//! lost or interrupted agents.
+//! lost or interrupted agents (shared/src/handlers/recovery.rs has the rules and settings).
 //!
 //! `recovery explain EVENT.json` classifies one saved event offline and prints the result as
 //! JSON (exit 0); an unreadable or non-JSON file exits 2. It never calls AWS. The stack's
@@ -7,9 +7,10 @@
 //! LONGSHORE_MASTER_ASG; unset ones skip their check and are listed under `unchecked`.
 
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
-use longshore::config::{CommonConfig, Env, Settings};
-use longshore::handlers::{self, events::EventBridgeEvent, recovery};
+use longshore::config::{Env, Settings};
+use longshore::handlers::recovery::{self, Deps, RecoveryConfig};
 use longshore::telemetry;
+use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -18,13 +19,18 @@ async fn main() -> Result<(), Error> {
         std::process::exit(explain(&args[1..]));
     }
     telemetry::init();
-    let config = CommonConfig::from_settings(&Settings::new(Env))?;
-    tracing::info!(stack = %config.stack, dry_run = config.dry_run, "cold start");
-    run(service_fn(
-        |event: LambdaEvent<EventBridgeEvent>| async move {
-            handlers::not_built_yet("recovery", &event.context.request_id)
-        },
-    ))
+    let config = RecoveryConfig::from_settings(&Settings::new(Env))?;
+    tracing::info!(
+        stack = %config.common.stack,
+        dry_run = config.common.dry_run,
+        "cold start"
+    );
+    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let deps = Deps::new(&sdk, config);
+    let deps = &deps;
+    run(service_fn(move |event: LambdaEvent<Value>| async move {
+        recovery::handle(deps, event).await
+    }))
     .await
 }
 

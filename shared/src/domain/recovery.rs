@@ -37,8 +37,11 @@
 //!   (`instance-id`, `state`, `instance-action`): the EC2 User Guide pages cited in
 //!   fixtures/SOURCES.md.
 //!
-//! Not here: crash-loop detection needs the history of stops, so it is stateful; the handler
-//! keeps the history and asks the pure [`crash_loop`] helper.
+//! - The schedule (`Scheduled Event` from `aws.events`, the template's `rate(1 minute)` rule)
+//!   re-checks the host drains still pending, so no invocation ever waits for tasks to leave.
+//!
+//! Not here: crash-loop detection and pending drains need history, so they are stateful; the
+//! handler keeps it in DynamoDB and asks the pure [`crash_loop`] and [`drain_step`] helpers.
 
 use serde::Serialize;
 use serde_json::Value;
@@ -92,6 +95,8 @@ pub enum Kind {
     AgentSpotInterruption,
     AgentRebalanceRecommendation,
     AgentInstanceGone,
+    /// The every-minute schedule: re-check the host drains still pending.
+    DrainCheck,
 }
 
 /// Why a master task stopped.
@@ -164,6 +169,15 @@ pub enum Action {
     RetireMasterAgents {
         master: String,
     },
+    /// Remember this unexpected stop (once per task) for crash-loop detection; the shell
+    /// alerts once when the master stopped too often within the window.
+    RecordStop {
+        master: String,
+        task_arn: String,
+        /// `stoppedAt` as the event gives it (RFC 3339); the shell falls back to its clock.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        stopped_at: Option<String>,
+    },
     /// Set the ECS container instance on this host DRAINING, heartbeat the lifecycle action,
     /// complete it once no master task remains there.
     DrainHost {
@@ -182,6 +196,8 @@ pub enum Action {
     Metric {
         name: String,
     },
+    /// Look at every pending host drain again: complete, heartbeat or give up.
+    CheckDrains,
 }
 
 /// Classifies one EventBridge event for this stack. Never panics (property-tested).
@@ -207,6 +223,7 @@ pub fn classify(event: &Value, ctx: &Context) -> Classification {
         "EC2 Instance State-change Notification"
         | "EC2 Spot Instance Interruption Warning"
         | "EC2 Instance Rebalance Recommendation" => "aws.ec2",
+        "Scheduled Event" => "aws.events",
         other => {
             return ignored(format!(
                 "detail-type {other:?} (source {}) is not one recovery handles",
@@ -231,6 +248,14 @@ pub fn classify(event: &Value, ctx: &Context) -> Classification {
         "EC2 Instance State-change Notification" => instance_state(detail),
         "EC2 Spot Instance Interruption Warning" => spot_warning(detail),
         "EC2 Instance Rebalance Recommendation" => rebalance(detail),
+        "Scheduled Event" => Classification::Act {
+            kind: Kind::DrainCheck,
+            cause: "scheduled re-check of pending master host drains".to_string(),
+            stop: None,
+            only_if: None,
+            actions: vec![Action::CheckDrains],
+            unchecked: Vec::new(),
+        },
         other => ignored(format!(
             "{other}: needs nothing from recovery (only terminate lifecycle actions and \
              unsuccessful launches of the master group do)"
@@ -247,6 +272,30 @@ pub fn crash_loop(stops: &[i64], now: i64, n: usize, window: i64) -> bool {
             .filter(|&&t| t <= now && now.saturating_sub(t) < window)
             .count()
             >= n
+}
+
+/// What to do with a pending host drain on a re-check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DrainStep {
+    /// No master task runs on the host any more: let the termination go on.
+    Complete,
+    /// Tasks remain and there is time: keep the lifecycle action alive.
+    Heartbeat,
+    /// Tasks remain but the drain's deadline passed: let the termination go on anyway.
+    GiveUp,
+}
+
+/// The next step for a drain with `running` tasks left, at `now` against `deadline` (both
+/// epoch seconds).
+pub fn drain_step(running: usize, now: i64, deadline: i64) -> DrainStep {
+    if running == 0 {
+        DrainStep::Complete
+    } else if now < deadline {
+        DrainStep::Heartbeat
+    } else {
+        DrainStep::GiveUp
+    }
 }
 
 type Detail = serde_json::Map<String, Value>;
@@ -317,6 +366,11 @@ fn ecs_task(detail: &Detail, ctx: &Context) -> Classification {
         });
         actions.push(Action::RetireMasterAgents {
             master: service.to_string(),
+        });
+        actions.push(Action::RecordStop {
+            master: service.to_string(),
+            task_arn: task.to_string(),
+            stopped_at: str_field(detail, "stoppedAt").map(str::to_string),
         });
         actions.push(Action::Metric {
             name: "MasterTaskStoppedUnexpected".to_string(),
@@ -675,7 +729,11 @@ mod tests {
                 "my-asg",
                 Some(Kind::MasterTaskStopped),
             ),
-            ("rust-runtime-eventbridge-schedule.json", "my-asg", None),
+            (
+                "rust-runtime-eventbridge-schedule.json",
+                "my-asg",
+                Some(Kind::DrainCheck),
+            ),
         ];
         let mut files = Vec::new();
         walk(Path::new(FIXTURES), &mut files);
@@ -909,6 +967,29 @@ mod tests {
         assert!(crash_loop(&[100, 200, 290], 300, 3, 600));
         assert!(!crash_loop(&[100, 200, 290], 1000, 3, 600));
         assert!(!crash_loop(&[], 0, 0, 600));
+    }
+
+    #[test]
+    fn drain_steps() {
+        assert_eq!(drain_step(0, 100, 50), DrainStep::Complete);
+        assert_eq!(drain_step(0, 10, 50), DrainStep::Complete);
+        assert_eq!(drain_step(2, 10, 50), DrainStep::Heartbeat);
+        assert_eq!(drain_step(1, 50, 50), DrainStep::GiveUp);
+    }
+
+    #[test]
+    fn unexpected_stop_records_the_task_for_crash_loops() {
+        let event = with(kx(), |d| {
+            d.insert("stoppedAt".into(), json!("2024-01-01T00:00:00Z"));
+        });
+        match stop_of(&event) {
+            Classification::Act { actions, .. } => assert!(actions.iter().any(|a| matches!(
+                a,
+                Action::RecordStop { master, stopped_at: Some(at), .. }
+                    if master == "sin-web_service-dev" && at == "2024-01-01T00:00:00Z"
+            ))),
+            other => panic!("{other:?}"),
+        }
     }
 
     fn arb_json() -> impl Strategy<Value = Value> {

@@ -1,5 +1,6 @@
 //! AWS adapters over the official SDK clients.
 
+pub mod autoscaling;
 pub mod cloudformation;
 pub mod ec2;
 pub mod ecs;
@@ -7,4 +8,6 @@ pub mod iam;
 pub mod lease;
 pub mod network;
 pub mod secrets;
+pub mod sns;
 pub mod ssm;
+pub mod state;
