@@ -7,9 +7,11 @@
 //! - [`booter`]: "boots" EC2 instances launched into moto by following their user data and
 //!   connecting them to their master as inbound agents.
 //! - [`demo`]: the `make demo` driver.
+//! - [`deploy`]: `make deploy-local`, infra/template.yaml deployed into moto.
 
 pub mod booter;
 pub mod demo;
+pub mod deploy;
 pub mod jenkins;
 pub mod lambda;
 pub mod moto;

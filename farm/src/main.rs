@@ -1,6 +1,7 @@
 //! `longshore-farm`: the local farm's command line.
 //!
 //! - `jenkins`: one simulated Jenkins master on loopback (several masters = several processes).
+//! - `deploy-local`: infra/template.yaml into a local moto (`make deploy-local`).
 //! - `demo`: the whole farm (moto, two masters, booting agents, a job trace) with live progress.
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -33,6 +34,8 @@ enum Command {
     },
     /// Run the whole farm locally against a job trace and print a summary.
     Demo(DemoOptions),
+    /// Deploy infra/template.yaml into a fresh local moto and answer its custom resource.
+    DeployLocal(longshore_farm::deploy::DeployLocalArgs),
 }
 
 #[tokio::main]
@@ -46,6 +49,7 @@ async fn main() -> ExitCode {
             token,
             name,
         } => serve_jenkins(port, user, token, name).await,
+        Command::DeployLocal(args) => longshore_farm::deploy::run_cli(args).await,
         Command::Demo(options) => match demo::run(options).await {
             Ok(report) if report.invariants_hold() => ExitCode::SUCCESS,
             Ok(_) => {
