@@ -190,7 +190,7 @@ fn check_masters(cli: &AwsCli, d: &LocalDeployment) {
         .expect("DescribeClusters");
     assert_eq!(clusters["clusters"][0]["clusterName"], cluster.as_str());
     for master in ["master-a", "master-b"] {
-        let service = format!("{STACK}-{master}");
+        let service = master.to_string();
         let services = cli
             .json(&[
                 "ecs",
@@ -443,10 +443,7 @@ fn check_functions_and_rules(cli: &AwsCli, d: &LocalDeployment) {
     }
     let recovery = env("RecoveryFunction");
     assert_eq!(recovery["LONGSHORE_ECS_CLUSTER"], d.outputs["ClusterName"]);
-    assert_eq!(
-        recovery["LONGSHORE_MASTER_SERVICES"],
-        format!("{STACK}-master-a,{STACK}-master-b")
-    );
+    assert_eq!(recovery["LONGSHORE_MASTER_SERVICES"], "master-a,master-b");
     assert_eq!(
         recovery["LONGSHORE_MASTER_ASG"],
         physical(d, "MasterHostGroup")

@@ -563,7 +563,7 @@ fn the_custom_resource_properties_are_accepted_by_config_resolver() {
     let parsed = parse_properties(&properties)
         .unwrap_or_else(|e| panic!("config-resolver refuses the template's properties: {e:?}"));
     assert_eq!(parsed.masters.len(), 2);
-    assert_eq!(parsed.masters[0].service.as_deref(), Some("ci-master-a"));
+    assert_eq!(parsed.masters[0].service.as_deref(), Some("master-a"));
     assert_eq!(parsed.masters[1].url, "http://master-b.ci.example.com/");
     assert_eq!(
         parsed.labels[0].instance_types,
@@ -576,7 +576,7 @@ fn the_custom_resource_properties_are_accepted_by_config_resolver() {
     ] {
         assert_eq!(
             template["Resources"][service]["Properties"]["ServiceName"],
-            json!({"Fn::Sub": format!("${{AWS::StackName}}-{name}")})
+            name
         );
     }
     // Each master's task definition takes its own rendered CasC and its hash (a change rolls it).
