@@ -595,3 +595,21 @@ async fn check_rendered_configuration(moto: &MotoServer, d: &LocalDeployment) {
     let template = template_json(&std::fs::read_to_string(template_path()).unwrap()).unwrap();
     assert_eq!(resources(&template).len(), d.resources.len());
 }
+
+/// A deploy whose properties cannot work fails with config-resolver's reason naming the
+/// property (moto itself ignores a FAILED answer: the stack stays CREATE_IN_PROGRESS there).
+#[tokio::test]
+async fn an_instance_type_no_zone_offers_fails_the_deploy_naming_the_property() {
+    let moto = MotoServer::start().expect("moto");
+    let mut options = LocalDeployOptions::example(STACK).expect("parameters file");
+    options
+        .parameters
+        .insert("AgentInstanceTypes".into(), "hpc7g.4xlarge".into());
+    let err = deploy_local(&moto, &options)
+        .await
+        .expect_err("no availability zone of the subnets offers hpc7g.4xlarge");
+    let text = err.to_string();
+    assert!(text.contains("FAILED"), "{text}");
+    assert!(text.contains("Labels[0].InstanceTypes"), "{text}");
+    assert!(text.contains("hpc7g.4xlarge"), "{text}");
+}
