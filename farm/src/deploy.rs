@@ -780,8 +780,8 @@ pub fn custom_resource_request(scope: &Scope<'_>, moto_endpoint: &str) -> Result
 }
 
 /// Runs the real config-resolver under the Lambda harness with the request; it PUTs its
-/// response to moto. Returns the `Data` it answered (read back from the response it logged is
-/// not possible, so from the SSM-backed outputs: the handler's own return value).
+/// response to moto. Returns the `Data` of that response (the function also returns it as its
+/// invocation result); a FAILED answer is an error carrying config-resolver's reason.
 async fn answer_custom_resource(
     moto: &MotoServer,
     options: &LocalDeployOptions,
