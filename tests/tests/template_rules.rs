@@ -598,3 +598,67 @@ fn the_custom_resource_properties_are_accepted_by_config_resolver() {
         )));
     }
 }
+
+/// What moto creates but ignores (MOTO.md): checked in the template instead.
+#[test]
+fn what_moto_ignores_is_right_in_the_template() {
+    let template = template();
+    let r = |id: &str| template["Resources"][id]["Properties"].clone();
+    // HTTPS when a certificate is given: port 80 redirects, the host rules sit on 443.
+    let http = &r("HttpListener")["DefaultActions"][0]["Fn::If"];
+    assert_eq!(http[0], "HasCertificate");
+    assert_eq!(http[1]["Type"], "redirect");
+    assert_eq!(http[1]["RedirectConfig"]["Protocol"], "HTTPS");
+    assert_eq!(
+        template["Resources"]["HttpsListener"]["Condition"],
+        "HasCertificate"
+    );
+    for rule in ["MasterATargetRule", "MasterBTargetRule"] {
+        assert_eq!(
+            r(rule)["ListenerArn"],
+            json!({"Fn::If": ["HasCertificate", {"Ref": "HttpsListener"}, {"Ref": "HttpListener"}]})
+        );
+    }
+    // Sticky sessions for the UI, health check on /login.
+    for tg in ["MasterATargets", "MasterBTargets"] {
+        let p = r(tg);
+        assert_eq!(p["HealthCheckPath"], "/login");
+        let attributes = p["TargetGroupAttributes"].to_string();
+        assert!(attributes.contains("stickiness.enabled") && attributes.contains("lb_cookie"));
+    }
+    // Each master: awsvpc, never two tasks on one JENKINS_HOME, its own access point.
+    for (task, service, home) in [
+        ("MasterATask", "MasterAService", "MasterAHome"),
+        ("MasterBTask", "MasterBService", "MasterBHome"),
+    ] {
+        assert_eq!(r(task)["NetworkMode"], "awsvpc");
+        assert_eq!(
+            r(task)["Volumes"][0]["EFSVolumeConfiguration"]["AuthorizationConfig"]["AccessPointId"],
+            json!({"Ref": home})
+        );
+        assert_eq!(
+            r(task)["ExecutionRoleArn"],
+            json!({"Fn::GetAtt": ["MasterExecutionRole", "Arn"]})
+        );
+        let deployment = &r(service)["DeploymentConfiguration"];
+        assert_eq!(deployment["MaximumPercent"], 100);
+        assert_eq!(deployment["MinimumHealthyPercent"], 0);
+    }
+    assert_ne!(
+        r("MasterAHome")["RootDirectory"]["Path"],
+        r("MasterBHome")["RootDirectory"]["Path"]
+    );
+    // The master hosts' terminate hook and the managed policies moto drops.
+    let hook = &r("MasterHostGroup")["LifecycleHookSpecificationList"][0];
+    assert_eq!(hook["DefaultResult"], "CONTINUE");
+    assert!(
+        r("MasterHostRole")["ManagedPolicyArns"]
+            .to_string()
+            .contains("AmazonEC2ContainerServiceforEC2Role")
+    );
+    // Alias to the load balancer's own zone.
+    assert_eq!(
+        r("MastersAlias")["AliasTarget"]["HostedZoneId"],
+        json!({"Fn::GetAtt": ["LoadBalancer", "CanonicalHostedZoneID"]})
+    );
+}
