@@ -19,10 +19,10 @@ export PATH := $(VENV_BIN):$(PATH)
 export LONGSHORE_VENV := $(CURDIR)/$(VENV)
 export AWS_EC2_METADATA_DISABLED := true
 
-.PHONY: help setup demo test lint build bench clean
+.PHONY: help setup demo test lint build bench clean deploy deploy-local
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 setup: $(STAMP) ## local .venv with the pinned Python tools (moto, cargo-lambda, cfn-lint, awscli)
 
@@ -47,6 +47,49 @@ lint: setup ## fmt, clippy (warnings are errors) and cfn-lint
 
 build: setup ## release builds of the three Lambdas with cargo-lambda
 	cargo lambda build --release $(addprefix -p ,$(FUNCTIONS))
+
+# ---- deploy ----------------------------------------------------------------------------------
+# make deploy STACK=ci REGION=eu-west-1 PARAMS=my.params BUCKET=my-artifact-bucket
+# Needs AWS credentials, Docker (the master image is built from the Jenkins base image) and an
+# S3 bucket for the packaged code and template. Not runnable in this sandbox (no account, no
+# network): README "Infrastructure / deploy" says what is and is not proven.
+STACK            ?= longshore
+REGION           ?= us-east-1
+PARAMS           ?= infra/parameters.example
+BUCKET           ?=
+MASTER_IMAGE_TAG ?= 2.568.1-1
+CFN_DEPLOY        = aws cloudformation deploy --region $(REGION) --stack-name $(STACK) \
+	--template-file out/packaged.yaml --s3-bucket $(BUCKET) --s3-prefix $(STACK) \
+	--capabilities CAPABILITY_IAM CAPABILITY_NAMED_IAM --no-fail-on-empty-changeset
+
+deploy: setup ## deploy the stack into AWS (STACK=… REGION=… PARAMS=file BUCKET=…)
+	@[[ "$(STACK)" =~ ^[a-z][a-z0-9-]{0,40}$$ ]] || { echo "STACK must be lowercase letters, digits and - (it names ECR repositories)"; exit 1; }
+	@[[ -n "$(BUCKET)" ]] || { echo "BUCKET=<S3 bucket for the packaged code> is required"; exit 1; }
+	@[[ -f "$(PARAMS)" ]] || { echo "PARAMS=$(PARAMS): no such file"; exit 1; }
+	cargo lambda build --release $(addprefix -p ,$(FUNCTIONS))
+	for f in $(FUNCTIONS); do mkdir -p out/lambda/$$f && cp $(TARGET_DIR)/lambda/$$f/bootstrap out/lambda/$$f/bootstrap; done
+	aws cloudformation package --region $(REGION) --template-file infra/template.yaml \
+		--s3-bucket $(BUCKET) --s3-prefix $(STACK) --output-template-file out/packaged.yaml
+	@# The masters' image lives in the stack's own repository: a first deploy runs the
+	@# services at 0 tasks, the image is pushed, then the services start.
+	params="$$(grep -Ev '^[[:space:]]*(#|$$)' $(PARAMS) | tr '\n' ' ')"; \
+	if ! aws cloudformation describe-stacks --region $(REGION) --stack-name $(STACK) >/dev/null 2>&1; then \
+		$(CFN_DEPLOY) --parameter-overrides $$params MasterImageTag=$(MASTER_IMAGE_TAG) MasterDesiredCount=0; \
+	fi; \
+	repo="$$(aws cloudformation describe-stacks --region $(REGION) --stack-name $(STACK) \
+		--query "Stacks[0].Outputs[?OutputKey=='MasterImageRepositoryUri'].OutputValue" --output text)"; \
+	if ! aws ecr describe-images --region $(REGION) --repository-name "$${repo#*/}" \
+		--image-ids imageTag=$(MASTER_IMAGE_TAG) >/dev/null 2>&1; then \
+		docker build -t "$$repo:$(MASTER_IMAGE_TAG)" infra/jenkins-master && \
+		aws ecr get-login-password --region $(REGION) | docker login --username AWS --password-stdin "$${repo%%/*}" && \
+		docker push "$$repo:$(MASTER_IMAGE_TAG)"; \
+	fi && \
+	$(CFN_DEPLOY) --parameter-overrides $$params MasterImageTag=$(MASTER_IMAGE_TAG) MasterDesiredCount=1
+	aws cloudformation describe-stacks --region $(REGION) --stack-name $(STACK) --query 'Stacks[0].Outputs' --output table
+
+deploy-local: setup ## deploy infra/template.yaml into a local moto and answer its custom resource
+	cargo build --workspace --all-targets
+	RUST_LOG=$${RUST_LOG:-warn} $(TARGET_DIR)/debug/longshore-farm deploy-local --params $(PARAMS) $(if $(KEEP),--keep)
 
 # criterion, then the policy simulator on every standard trace (simulated time, about a minute
 # in a debug build; the same build command as demo and test, so nothing extra is compiled).

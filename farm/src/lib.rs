@@ -10,10 +10,12 @@
 //!   connecting them to their master as inbound agents.
 //! - [`demo`]: the `make demo` driver.
 //! - [`simulate`]: the policy simulator of `make bench`.
+//! - [`deploy`]: `make deploy-local`, infra/template.yaml deployed into moto.
 
 pub mod aws_proxy;
 pub mod booter;
 pub mod demo;
+pub mod deploy;
 pub mod events;
 pub mod jenkins;
 pub mod lambda;

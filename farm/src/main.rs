@@ -1,6 +1,7 @@
 //! `longshore-farm`: the local farm's command line.
 //!
 //! - `jenkins`: one simulated Jenkins master on loopback (several masters = several processes).
+//! - `deploy-local`: infra/template.yaml into a local moto (`make deploy-local`).
 //! - `demo`: the whole farm (moto, two masters, booting agents, a job trace) with live progress.
 //! - `simulate`: the policy simulator of `make bench` (simulated time, no network).
 
@@ -37,6 +38,8 @@ enum Command {
     Demo(DemoOptions),
     /// Compare scaling policies on build traces in simulated time (policy.json, policy.png).
     Simulate(SimulateOptions),
+    /// Deploy infra/template.yaml into a fresh local moto and answer its custom resource.
+    DeployLocal(longshore_farm::deploy::DeployLocalArgs),
 }
 
 #[tokio::main]
@@ -50,6 +53,7 @@ async fn main() -> ExitCode {
             token,
             name,
         } => serve_jenkins(port, user, token, name).await,
+        Command::DeployLocal(args) => longshore_farm::deploy::run_cli(args).await,
         Command::Demo(options) => match demo::run(options).await {
             Ok(report) if report.invariants_hold() => ExitCode::SUCCESS,
             Ok(_) => {

@@ -1,0 +1,664 @@
+//! The template's own rules, checked on `infra/template.yaml` itself (parsed with serde_yaml,
+//! CloudFormation's short tags turned into their JSON form by `longshore_farm::deploy::
+//! template_json`): least-privilege IAM, IMDSv2, encryption, ingress, log retention, no
+//! secret; the Lambdas' environment matches what the functions read; the agents' user data is
+//! the file in `infra/agent/` verbatim; the custom resource's properties are ones config-resolver
+//! accepts. These cover what moto ignores or cannot create (alarms, secrets, IAM conditions).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use longshore::config::{CommonConfig, Settings, Source};
+use longshore::domain::custom_resource::parse_properties;
+use longshore::handlers::queue_scaler::{MasterSource, QueueScalerConfig};
+use longshore_farm::deploy::{
+    Scope, effective_parameters, parse_parameters, resources, template_json, template_path,
+    workspace_dir,
+};
+use serde_json::{Value, json};
+
+fn template() -> Value {
+    template_json(&std::fs::read_to_string(template_path()).expect("template")).expect("parses")
+}
+
+fn of_type(template: &Value, kind: &str) -> Vec<(String, Value)> {
+    resources(template)
+        .into_iter()
+        .filter(|(_, (k, _))| k == kind)
+        .map(|(id, (_, def))| (id, def))
+        .collect()
+}
+
+fn list(value: &Value) -> Vec<Value> {
+    match value {
+        Value::Array(items) => items.clone(),
+        Value::Null => vec![],
+        other => vec![other.clone()],
+    }
+}
+
+/// Every `(role, statement)` of every inline policy of every role.
+fn statements(template: &Value) -> Vec<(String, Value)> {
+    let mut out = Vec::new();
+    for (id, role) in of_type(template, "AWS::IAM::Role") {
+        for policy in list(&role["Properties"]["Policies"]) {
+            for statement in list(&policy["PolicyDocument"]["Statement"]) {
+                out.push((id.clone(), statement));
+            }
+        }
+    }
+    out
+}
+
+/// Actions that AWS only authorizes on `"*"` (no resource-level permissions), or that this
+/// template scopes by a condition key instead of a resource.
+const STAR_ONLY: &[&str] = &[
+    "ec2:DescribeSubnets",
+    "ec2:DescribeSecurityGroups",
+    "ec2:DescribeLaunchTemplates",
+    "ec2:DescribeInstanceTypeOfferings",
+    "ec2:DescribeInstances",
+    "autoscaling:DescribeAutoScalingGroups",
+    "ecr:GetAuthorizationToken",
+    "cloudwatch:PutMetricData",
+    "ecs:ListTasks",
+    "ecs:DescribeTasks",
+];
+
+#[test]
+fn iam_is_least_privilege() {
+    let template = template();
+    let all = statements(&template);
+    assert!(all.len() > 30, "too few statements found: {}", all.len());
+    for (role, s) in &all {
+        assert_eq!(s["Effect"], "Allow", "{role}: only Allow statements");
+        let actions: Vec<String> = list(&s["Action"])
+            .iter()
+            .map(|a| a.as_str().expect("action is a string").to_string())
+            .collect();
+        for action in &actions {
+            assert!(
+                !action.contains('*'),
+                "{role}: wildcard action {action} ({s})"
+            );
+        }
+        let resources = list(&s["Resource"]);
+        if resources.iter().any(|r| r == "*") {
+            for action in &actions {
+                assert!(
+                    STAR_ONLY.contains(&action.as_str()),
+                    "{role}: {action} on \"*\" although the API takes a narrower resource"
+                );
+            }
+            // Scoped by a condition where the API offers one.
+            if actions.iter().any(|a| a.starts_with("ecs:")) {
+                assert!(s["Condition"]["ArnEquals"]["ecs:cluster"].is_object());
+            }
+            if actions.iter().any(|a| a == "cloudwatch:PutMetricData") {
+                assert_eq!(
+                    s["Condition"]["StringEquals"]["cloudwatch:namespace"],
+                    "longshore"
+                );
+            }
+        }
+        let tag_condition = |s: &Value| {
+            let c = &s["Condition"]["StringEquals"];
+            c["aws:ResourceTag/longshore:stack"] == json!({"Ref": "AWS::StackName"})
+                || c["aws:RequestTag/longshore:stack"] == json!({"Ref": "AWS::StackName"})
+        };
+        if actions
+            .iter()
+            .any(|a| a == "ec2:TerminateInstances" || a == "ec2:CreateTags")
+        {
+            assert!(
+                tag_condition(s),
+                "{role}: {actions:?} without the longshore:stack tag condition"
+            );
+        }
+        if actions.iter().any(|a| a == "iam:PassRole") {
+            assert_eq!(
+                resources,
+                vec![json!({"Fn::GetAtt": ["AgentRole", "Arn"]})],
+                "{role}: PassRole only for the agent role"
+            );
+            assert_eq!(
+                s["Condition"]["StringEquals"]["iam:PassedToService"],
+                "ec2.amazonaws.com"
+            );
+        }
+        if actions.iter().any(|a| a == "ec2:RunInstances")
+            && resources
+                .iter()
+                .any(|r| r.to_string().contains(":instance/"))
+        {
+            assert!(
+                tag_condition(s),
+                "{role}: RunInstances must tag longshore:stack"
+            );
+        }
+    }
+    // Who may do what, in short.
+    let can = |role: &str, action: &str| {
+        all.iter()
+            .any(|(r, s)| r == role && list(&s["Action"]).iter().any(|a| a == action))
+    };
+    assert!(can("QueueScalerRole", "ec2:RunInstances"));
+    assert!(can("QueueScalerRole", "iam:PassRole"));
+    assert!(!can("RecoveryRole", "iam:PassRole"));
+    assert!(!can("ConfigResolverRole", "ec2:TerminateInstances"));
+    assert!(!can("AgentRole", "ssm:PutParameter"));
+    // Recovery's state shares the table under its own key prefix.
+    let recovery_table = all
+        .iter()
+        .find(|(r, s)| r == "RecoveryRole" && s["Sid"] == "PendingDrains")
+        .expect("recovery's table statement");
+    assert_eq!(
+        recovery_table.1["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"],
+        json!(["recovery#*"])
+    );
+}
+
+#[test]
+fn instances_require_imdsv2_and_volumes_are_encrypted() {
+    let template = template();
+    let templates = of_type(&template, "AWS::EC2::LaunchTemplate");
+    assert_eq!(templates.len(), 2);
+    for (id, def) in templates {
+        let data = &def["Properties"]["LaunchTemplateData"];
+        assert_eq!(data["MetadataOptions"]["HttpTokens"], "required", "{id}");
+        assert_eq!(
+            data["MetadataOptions"]["HttpPutResponseHopLimit"], 1,
+            "{id}"
+        );
+        let volumes = list(&data["BlockDeviceMappings"]);
+        assert!(!volumes.is_empty(), "{id}");
+        for volume in volumes {
+            assert_eq!(volume["Ebs"]["Encrypted"], true, "{id}");
+        }
+    }
+    let agent = &template["Resources"]["AgentLaunchTemplate"]["Properties"]["LaunchTemplateData"];
+    assert_eq!(agent["MetadataOptions"]["InstanceMetadataTags"], "enabled");
+    for (id, def) in of_type(&template, "AWS::EFS::FileSystem") {
+        assert_eq!(def["Properties"]["Encrypted"], true, "{id}");
+    }
+    for (id, def) in of_type(&template, "AWS::ECS::TaskDefinition") {
+        let volume = &def["Properties"]["Volumes"][0]["EFSVolumeConfiguration"];
+        assert_eq!(volume["TransitEncryption"], "ENABLED", "{id}");
+        assert_eq!(volume["AuthorizationConfig"]["IAM"], "ENABLED", "{id}");
+    }
+    for (id, def) in of_type(&template, "AWS::DynamoDB::Table") {
+        assert_eq!(
+            def["Properties"]["SSESpecification"]["SSEEnabled"], true,
+            "{id}"
+        );
+    }
+    for (id, def) in of_type(&template, "AWS::SNS::Topic") {
+        assert!(def["Properties"]["KmsMasterKeyId"].is_string(), "{id}");
+    }
+    for (id, def) in of_type(&template, "AWS::ECR::Repository") {
+        assert!(
+            def["Properties"]["EncryptionConfiguration"].is_object(),
+            "{id}"
+        );
+        assert_eq!(def["Properties"]["ImageTagMutability"], "IMMUTABLE", "{id}");
+    }
+}
+
+#[test]
+fn ingress_is_only_what_each_tier_needs() {
+    let template = template();
+    let groups = of_type(&template, "AWS::EC2::SecurityGroup");
+    assert_eq!(groups.len(), 5);
+    let mut rules: BTreeMap<String, Vec<(i64, Value)>> = BTreeMap::new();
+    for (id, def) in &groups {
+        for rule in list(&def["Properties"]["SecurityGroupIngress"]) {
+            let source = rule
+                .get("CidrIp")
+                .or_else(|| rule.get("SourceSecurityGroupId"))
+                .cloned()
+                .expect("a source");
+            rules
+                .entry(id.clone())
+                .or_default()
+                .push((rule["FromPort"].as_i64().unwrap(), source));
+        }
+        assert!(
+            def["Properties"].get("SecurityGroupEgress").is_none(),
+            "{id}: egress is the default (all out)"
+        );
+    }
+    for (_, def) in of_type(&template, "AWS::EC2::SecurityGroupIngress") {
+        let p = &def["Properties"];
+        let target = p["GroupId"]["Fn::GetAtt"][0].as_str().unwrap().to_string();
+        rules.entry(target).or_default().push((
+            p["FromPort"].as_i64().unwrap(),
+            p["SourceSecurityGroupId"].clone(),
+        ));
+    }
+    let group = |id: &str| json!({"Fn::GetAtt": [id, "GroupId"]});
+    let cidr = json!({"Ref": "AllowedCidr"});
+    assert_eq!(
+        rules["AlbSecurityGroup"],
+        vec![(443, cidr.clone()), (80, cidr)]
+    );
+    assert_eq!(
+        rules["MasterSecurityGroup"],
+        vec![
+            (8080, group("AlbSecurityGroup")),
+            (8080, group("AgentSecurityGroup"))
+        ]
+    );
+    assert_eq!(
+        rules["EfsSecurityGroup"],
+        vec![(2049, group("MasterSecurityGroup"))]
+    );
+    assert!(
+        !rules.contains_key("AgentSecurityGroup"),
+        "agents: no ingress"
+    );
+    assert!(
+        !rules.contains_key("MasterHostSecurityGroup"),
+        "hosts: no ingress"
+    );
+    assert!(!template.to_string().contains("0.0.0.0/0"));
+}
+
+#[test]
+fn logs_are_kept_for_a_bounded_time_and_every_function_has_its_group() {
+    let template = template();
+    for (id, def) in of_type(&template, "AWS::Logs::LogGroup") {
+        assert_eq!(
+            def["Properties"]["RetentionInDays"],
+            json!({"Ref": "LogRetentionDays"}),
+            "{id}"
+        );
+    }
+    let functions = of_type(&template, "AWS::Lambda::Function");
+    assert_eq!(functions.len(), 3);
+    for (id, def) in functions {
+        let p = &def["Properties"];
+        let group = p["LoggingConfig"]["LogGroup"]["Ref"]
+            .as_str()
+            .expect("log group");
+        assert_eq!(
+            template["Resources"][group]["Type"], "AWS::Logs::LogGroup",
+            "{id}"
+        );
+        assert_eq!(p["Runtime"], "provided.al2023", "{id}");
+        assert_eq!(p["Architectures"], json!(["x86_64"]), "{id}");
+        assert!(
+            p["Code"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("../out/lambda/"),
+            "{id}: Code is the directory `make deploy` stages for `package`"
+        );
+    }
+}
+
+#[test]
+fn no_secret_is_in_the_template() {
+    let template = template();
+    let text = std::fs::read_to_string(template_path()).unwrap();
+    for needle in [
+        "AKIA",
+        "BEGIN RSA",
+        "BEGIN PRIVATE",
+        "aws_secret_access_key",
+    ] {
+        assert!(!text.contains(needle), "{needle}");
+    }
+    assert!(
+        !text
+            .lines()
+            .any(|l| l.trim_start().starts_with("SecretString:")),
+        "a secret value written into the template"
+    );
+    // No parameter carries a secret, and no default looks like one.
+    for (name, def) in template["Parameters"].as_object().unwrap() {
+        let lower = name.to_lowercase();
+        assert!(
+            !["password", "token", "secret", "key"]
+                .iter()
+                .any(|w| lower.contains(w)),
+            "parameter {name} looks like a secret: generate it in Secrets Manager instead"
+        );
+        assert!(def.get("NoEcho").is_none(), "{name}");
+    }
+    // The admin secret is generated at deploy, never written here, and no output names it.
+    let secret = &template["Resources"]["AdminSecret"]["Properties"];
+    assert_eq!(secret["GenerateSecretString"]["GenerateStringKey"], "token");
+    assert!(secret.get("SecretString").is_none());
+    assert!(!template["Outputs"].to_string().contains("AdminSecret"));
+    // The masters get the password from Secrets Manager through ECS, never as plain env.
+    for id in ["MasterATask", "MasterBTask"] {
+        let container = &template["Resources"][id]["Properties"]["ContainerDefinitions"][0];
+        assert!(!container["Environment"].to_string().contains("PASSWORD"));
+        assert_eq!(container["Secrets"][0]["Name"], "ADMIN_PASSWORD");
+    }
+}
+
+#[test]
+fn the_agents_user_data_is_the_boot_file_verbatim() {
+    let template = template();
+    let embedded = &template["Resources"]["AgentLaunchTemplate"]["Properties"]["LaunchTemplateData"]
+        ["UserData"]["Fn::Base64"]["Fn::Sub"];
+    let file = std::fs::read_to_string(workspace_dir().join("infra/agent/user-data.yaml")).unwrap();
+    assert_eq!(
+        embedded.as_str(),
+        Some(file.as_str()),
+        "infra/template.yaml must embed infra/agent/user-data.yaml verbatim (re-indent the \
+         file by 14 spaces under AgentLaunchTemplate's Fn::Sub)"
+    );
+    assert_eq!(file, longshore::domain::render::AGENT_USER_DATA_TEMPLATE);
+}
+
+/// A template's environment map with every intrinsic replaced by a placeholder.
+struct EnvOf(BTreeMap<String, String>);
+
+impl Source for EnvOf {
+    fn get(&self, name: &str) -> Option<String> {
+        self.0.get(name).cloned()
+    }
+}
+
+fn environment(template: &Value, function: &str) -> EnvOf {
+    EnvOf(
+        template["Resources"][function]["Properties"]["Environment"]["Variables"]
+            .as_object()
+            .expect("variables")
+            .iter()
+            .map(|(k, v)| {
+                let value = v
+                    .as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| format!("resolved-{k}"));
+                (k.clone(), value)
+            })
+            .collect(),
+    )
+}
+
+#[test]
+fn the_functions_environment_is_what_the_code_reads() {
+    let template = template();
+    let scaler = environment(&template, "QueueScalerFunction");
+    let keys: BTreeSet<String> = scaler.0.keys().cloned().collect();
+    let config = QueueScalerConfig::from_settings(&Settings::new(scaler))
+        .expect("the template's environment satisfies the queue-scaler");
+    assert_eq!(
+        config.masters,
+        MasterSource::Ecs {
+            cluster: "resolved-ECS_CLUSTER".into(),
+            port: 8080
+        }
+    );
+    assert_eq!(config.jenkins_user, "admin");
+    let read = [
+        include_str!("../../shared/src/handlers/queue_scaler/mod.rs"),
+        include_str!("../../shared/src/config.rs"),
+    ]
+    .concat();
+    for key in &keys {
+        assert!(
+            read.contains(&format!("\"{key}\"")),
+            "queue-scaler never reads {key}"
+        );
+    }
+    let env =
+        &template["Resources"]["QueueScalerFunction"]["Properties"]["Environment"]["Variables"];
+    assert_eq!(
+        env["FLEET_CONFIG_PARAMETER"],
+        json!({"Fn::GetAtt": ["JenkinsConfig", "FleetParameter"]})
+    );
+    assert_eq!(env["JENKINS_SECRET"], json!({"Ref": "AdminSecret"}));
+    assert_eq!(env["LEASE_TABLE"], json!({"Ref": "StateTable"}));
+
+    let resolver = environment(&template, "ConfigResolverFunction");
+    assert_eq!(
+        resolver.0.keys().collect::<Vec<_>>(),
+        vec!["LONGSHORE_STACK"]
+    );
+    CommonConfig::from_settings(&Settings::new(resolver)).expect("config-resolver settings");
+
+    // recovery's settings (wired by its own change; the names agreed for it).
+    let recovery = environment(&template, "RecoveryFunction");
+    assert_eq!(
+        recovery.0.keys().map(String::as_str).collect::<Vec<_>>(),
+        vec![
+            "ALERT_TOPIC_ARN",
+            "LONGSHORE_ECS_CLUSTER",
+            "LONGSHORE_MASTER_ASG",
+            "LONGSHORE_MASTER_SERVICES",
+            "LONGSHORE_STACK",
+            "STATE_TABLE"
+        ]
+    );
+}
+
+#[test]
+fn every_rule_may_invoke_its_target_and_recovery_hears_what_it_handles() {
+    let template = template();
+    let rules = of_type(&template, "AWS::Events::Rule");
+    assert_eq!(rules.len(), 5);
+    let permissions = of_type(&template, "AWS::Lambda::Permission");
+    for (id, rule) in &rules {
+        let target = &rule["Properties"]["Targets"][0]["Arn"]["Fn::GetAtt"][0];
+        let allowed = permissions.iter().any(|(_, p)| {
+            p["Properties"]["SourceArn"] == json!({"Fn::GetAtt": [id, "Arn"]})
+                && p["Properties"]["FunctionName"]["Ref"] == *target
+                && p["Properties"]["Principal"] == "events.amazonaws.com"
+        });
+        assert!(allowed, "{id} has no permission to invoke {target}");
+    }
+    let pattern = |id: &str| template["Resources"][id]["Properties"]["EventPattern"].clone();
+    assert_eq!(
+        pattern("MasterTaskEvents")["detail"]["clusterArn"],
+        json!([{"Fn::GetAtt": ["Cluster", "Arn"]}])
+    );
+    assert_eq!(
+        pattern("MasterHostEvents")["detail-type"],
+        json!([
+            "EC2 Instance-terminate Lifecycle Action",
+            "EC2 Instance Launch Unsuccessful"
+        ])
+    );
+    assert_eq!(
+        pattern("AgentInstanceEvents")["detail-type"],
+        json!([
+            "EC2 Instance State-change Notification",
+            "EC2 Spot Instance Interruption Warning",
+            "EC2 Instance Rebalance Recommendation"
+        ])
+    );
+    for id in ["ScalerSchedule", "RecoverySchedule"] {
+        assert_eq!(
+            template["Resources"][id]["Properties"]["ScheduleExpression"],
+            "rate(1 minute)"
+        );
+    }
+    // The master hosts' terminate hook that recovery completes.
+    let hook = &template["Resources"]["MasterHostGroup"]["Properties"]["LifecycleHookSpecificationList"]
+        [0];
+    assert_eq!(
+        hook["LifecycleTransition"],
+        "autoscaling:EC2_INSTANCE_TERMINATING"
+    );
+}
+
+#[test]
+fn alarms_notify_the_alert_topic() {
+    let template = template();
+    let alarms = of_type(&template, "AWS::CloudWatch::Alarm");
+    assert_eq!(alarms.len(), 6);
+    for (id, alarm) in &alarms {
+        let p = &alarm["Properties"];
+        assert_eq!(p["AlarmActions"], json!([{"Ref": "AlertTopic"}]), "{id}");
+        assert!(
+            p["MetricName"].is_string() && p["Namespace"].is_string(),
+            "{id}"
+        );
+        assert!(!list(&p["Dimensions"]).is_empty(), "{id}");
+    }
+    let metrics: BTreeSet<String> = alarms
+        .iter()
+        .map(|(_, a)| a["Properties"]["MetricName"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        metrics,
+        BTreeSet::from([
+            "Errors".into(),
+            "RunningTaskCount".into(),
+            "UnHealthyHostCount".into()
+        ])
+    );
+    let subscription = &template["Resources"]["AlertEmail"];
+    assert_eq!(subscription["Condition"], "HasAlarmEmail");
+    assert_eq!(
+        subscription["Properties"]["TopicArn"],
+        json!({"Ref": "AlertTopic"})
+    );
+}
+
+#[test]
+fn the_custom_resource_properties_are_accepted_by_config_resolver() {
+    let template = template();
+    let text = std::fs::read_to_string(workspace_dir().join("infra/parameters.example")).unwrap();
+    let parameters = effective_parameters(&template, &parse_parameters(&text).unwrap()).unwrap();
+    let physical = BTreeMap::from([
+        (
+            "AgentLaunchTemplate".to_string(),
+            "lt-0123456789abcdef0".to_string(),
+        ),
+        (
+            "AgentInstanceProfile".to_string(),
+            "ci-AgentInstanceProfile-1".to_string(),
+        ),
+    ]);
+    let attributes = BTreeMap::from([
+        (
+            "AgentSecurityGroup.GroupId".to_string(),
+            "sg-0123456789abcdef0".to_string(),
+        ),
+        (
+            "AgentLaunchTemplate.LatestVersionNumber".to_string(),
+            "1".to_string(),
+        ),
+        (
+            "ConfigResolverFunction.Arn".to_string(),
+            "arn:aws:lambda:us-east-1:123456789012:function:r".to_string(),
+        ),
+    ]);
+    let scope = Scope {
+        template: &template,
+        stack_name: "ci",
+        stack_id: "arn:aws:cloudformation:us-east-1:123456789012:stack/ci/1",
+        parameters: &parameters,
+        physical: &physical,
+        attributes: &attributes,
+    };
+    let mut properties = scope
+        .eval(&template["Resources"]["JenkinsConfig"]["Properties"])
+        .expect("evaluates");
+    properties.as_object_mut().unwrap().remove("ServiceToken");
+    let parsed = parse_properties(&properties)
+        .unwrap_or_else(|e| panic!("config-resolver refuses the template's properties: {e:?}"));
+    assert_eq!(parsed.masters.len(), 2);
+    assert_eq!(parsed.masters[0].service.as_deref(), Some("master-a"));
+    assert_eq!(parsed.masters[1].url, "http://master-b.ci.example.com/");
+    assert_eq!(
+        parsed.labels[0].instance_types,
+        vec!["m7i.large", "m6i.large", "m5.large"]
+    );
+    // The services are named what the custom resource and recovery are told.
+    for (service, name) in [
+        ("MasterAService", "master-a"),
+        ("MasterBService", "master-b"),
+    ] {
+        assert_eq!(
+            template["Resources"][service]["Properties"]["ServiceName"],
+            name
+        );
+    }
+    // Each master's task definition takes its own rendered CasC and its hash (a change rolls it).
+    for (task, index, name) in [
+        ("MasterATask", 0, "master-a"),
+        ("MasterBTask", 1, "master-b"),
+    ] {
+        let container = &template["Resources"][task]["Properties"]["ContainerDefinitions"][0];
+        assert!(
+            container["Environment"]
+                .to_string()
+                .contains(&format!("Master{index}CascHash"))
+        );
+        let casc = container["Secrets"][1]["ValueFrom"]["Fn::Sub"]
+            .as_str()
+            .unwrap();
+        assert!(casc.ends_with(&format!(
+            "parameter${{JenkinsConfig.CascParameterPrefix}}{name}"
+        )));
+    }
+}
+
+/// What moto creates but ignores (MOTO.md): checked in the template instead.
+#[test]
+fn what_moto_ignores_is_right_in_the_template() {
+    let template = template();
+    let r = |id: &str| template["Resources"][id]["Properties"].clone();
+    // HTTPS when a certificate is given: port 80 redirects, the host rules sit on 443.
+    let http = &r("HttpListener")["DefaultActions"][0]["Fn::If"];
+    assert_eq!(http[0], "HasCertificate");
+    assert_eq!(http[1]["Type"], "redirect");
+    assert_eq!(http[1]["RedirectConfig"]["Protocol"], "HTTPS");
+    assert_eq!(
+        template["Resources"]["HttpsListener"]["Condition"],
+        "HasCertificate"
+    );
+    for rule in ["MasterATargetRule", "MasterBTargetRule"] {
+        assert_eq!(
+            r(rule)["ListenerArn"],
+            json!({"Fn::If": ["HasCertificate", {"Ref": "HttpsListener"}, {"Ref": "HttpListener"}]})
+        );
+    }
+    // Sticky sessions for the UI, health check on /login.
+    for tg in ["MasterATargets", "MasterBTargets"] {
+        let p = r(tg);
+        assert_eq!(p["HealthCheckPath"], "/login");
+        let attributes = p["TargetGroupAttributes"].to_string();
+        assert!(attributes.contains("stickiness.enabled") && attributes.contains("lb_cookie"));
+    }
+    // Each master: awsvpc, never two tasks on one JENKINS_HOME, its own access point.
+    for (task, service, home) in [
+        ("MasterATask", "MasterAService", "MasterAHome"),
+        ("MasterBTask", "MasterBService", "MasterBHome"),
+    ] {
+        assert_eq!(r(task)["NetworkMode"], "awsvpc");
+        assert_eq!(
+            r(task)["Volumes"][0]["EFSVolumeConfiguration"]["AuthorizationConfig"]["AccessPointId"],
+            json!({"Ref": home})
+        );
+        assert_eq!(
+            r(task)["ExecutionRoleArn"],
+            json!({"Fn::GetAtt": ["MasterExecutionRole", "Arn"]})
+        );
+        let deployment = &r(service)["DeploymentConfiguration"];
+        assert_eq!(deployment["MaximumPercent"], 100);
+        assert_eq!(deployment["MinimumHealthyPercent"], 0);
+    }
+    assert_ne!(
+        r("MasterAHome")["RootDirectory"]["Path"],
+        r("MasterBHome")["RootDirectory"]["Path"]
+    );
+    // The master hosts' terminate hook and the managed policies moto drops.
+    let hook = &r("MasterHostGroup")["LifecycleHookSpecificationList"][0];
+    assert_eq!(hook["DefaultResult"], "CONTINUE");
+    assert!(
+        r("MasterHostRole")["ManagedPolicyArns"]
+            .to_string()
+            .contains("AmazonEC2ContainerServiceforEC2Role")
+    );
+    // Alias to the load balancer's own zone.
+    assert_eq!(
+        r("MastersAlias")["AliasTarget"]["HostedZoneId"],
+        json!({"Fn::GetAtt": ["LoadBalancer", "CanonicalHostedZoneID"]})
+    );
+}
