@@ -27,8 +27,8 @@ pub struct SimulateOptions {
     /// Seconds from launching an agent until it takes builds (the same for every policy).
     #[arg(long, default_value_t = 40)]
     pub boot_secs: u32,
-    /// longshore's idle time before retiring an agent, minutes (production's default: 10).
-    #[arg(long, default_value_t = 10)]
+    /// longshore's idle time before retiring an agent, minutes (the stack's default).
+    #[arg(long, default_value_t = longshore::domain::custom_resource::DEFAULT_IDLE_MINUTES)]
     pub idle_minutes: u32,
     /// The Buildkite model's scale-out cooldown, seconds (Elastic CI Stack default 300; the
     /// scaler on its own defaults to 0).

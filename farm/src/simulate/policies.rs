@@ -32,7 +32,7 @@ pub struct Longshore {
 
 impl Longshore {
     /// A fleet with one template per trace label, one executor per agent, `idle_secs` of
-    /// idleness before retirement (production's default is 10 min), no warm minimum, caps
+    /// idleness before retirement (the stack default is 2 min), no warm minimum, caps
     /// high enough never to bind.
     /// Every label is one Jenkins label atom: `why` renders it escaped as Jenkins would.
     pub fn new(trace: &Trace, idle_secs: u32, boot_ms: i64) -> Longshore {
