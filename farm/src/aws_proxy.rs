@@ -629,7 +629,7 @@ fn xml_response(status: StatusCode, body: Bytes) -> Response {
 }
 
 /// `application/x-www-form-urlencoded` into name → value (the last value of a repeated name).
-fn parse_form(body: &[u8]) -> BTreeMap<String, String> {
+pub fn parse_form(body: &[u8]) -> BTreeMap<String, String> {
     let Ok(text) = std::str::from_utf8(body) else {
         return BTreeMap::new();
     };
@@ -642,7 +642,8 @@ fn parse_form(body: &[u8]) -> BTreeMap<String, String> {
         .collect()
 }
 
-fn percent_decode(text: &str) -> String {
+/// Percent-decoding of one form field (`+` is a space).
+pub fn percent_decode(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

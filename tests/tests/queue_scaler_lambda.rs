@@ -127,6 +127,31 @@ fn schedule_event() -> Value {
         .expect("fixture JSON")
 }
 
+/// Starts the scaler under the Lambda harness, queues one short pipeline for `label` on the
+/// master `sims[master]`, and invokes the function once with the schedule event.
+async fn run_one_job(
+    setup: &Setup,
+    spec: FunctionSpec,
+    master: usize,
+    label: &str,
+) -> (LambdaFarm, Invocation) {
+    let lambdas = LambdaFarm::start(&[spec]).await.expect("lambda");
+    setup.sims[master]
+        .sim()
+        .submit(
+            "build-image",
+            Some(label),
+            Duration::from_millis(300),
+            JobKind::Pipeline,
+        )
+        .unwrap();
+    let answer = lambdas
+        .invoke("queue-scaler", &schedule_event())
+        .await
+        .expect("invoke");
+    (lambdas, answer)
+}
+
 async fn live_instances(ec2: &aws_sdk_ec2::Client) -> Vec<aws_sdk_ec2::types::Instance> {
     longshore_tests::live_instances(ec2, STACK).await
 }
@@ -134,23 +159,8 @@ async fn live_instances(ec2: &aws_sdk_ec2::Client) -> Vec<aws_sdk_ec2::types::In
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scheduled_invocation_launches_an_agent_and_the_build_runs() {
     let setup = setup(true).await;
-    let lambdas = LambdaFarm::start(&[scaler_spec(&setup, "6s", &[])])
-        .await
-        .expect("lambda");
-    setup.sims[1]
-        .sim()
-        .submit(
-            "build-web-image",
-            Some("docker-large"),
-            Duration::from_millis(300),
-            JobKind::Pipeline,
-        )
-        .unwrap();
-
-    let answer = lambdas
-        .invoke("queue-scaler", &schedule_event())
-        .await
-        .expect("invoke");
+    let (lambdas, answer) =
+        run_one_job(&setup, scaler_spec(&setup, "6s", &[]), 1, "docker-large").await;
     let Invocation::Ok(payload) = answer else {
         panic!(
             "scaler failed: {answer:?}\n{}",
@@ -348,23 +358,7 @@ async fn a_launch_whose_answers_are_all_lost_still_runs_exactly_one_agent() {
     setup
         .proxy
         .add_rule(FaultRule::on("RunInstances", AwsFault::LoseResponse).times(3));
-    let lambdas = LambdaFarm::start(&[scaler_spec(&setup, "15s", &[])])
-        .await
-        .expect("lambda");
-    setup.sims[0]
-        .sim()
-        .submit(
-            "build-api-image",
-            Some("docker"),
-            Duration::from_millis(300),
-            JobKind::Pipeline,
-        )
-        .unwrap();
-
-    let answer = lambdas
-        .invoke("queue-scaler", &schedule_event())
-        .await
-        .expect("invoke");
+    let (lambdas, answer) = run_one_job(&setup, scaler_spec(&setup, "15s", &[]), 0, "docker").await;
     let Invocation::Ok(payload) = answer else {
         panic!(
             "scaler failed: {answer:?}\n{}",
@@ -400,23 +394,7 @@ async fn no_capacity_for_the_first_instance_type_falls_back_to_the_next() {
         FaultRule::on("RunInstances", AwsFault::InsufficientCapacity)
             .with_param("InstanceType", "c6i.large"),
     );
-    let lambdas = LambdaFarm::start(&[scaler_spec(&setup, "10s", &[])])
-        .await
-        .expect("lambda");
-    setup.sims[0]
-        .sim()
-        .submit(
-            "build-api-image",
-            Some("docker"),
-            Duration::from_millis(300),
-            JobKind::Pipeline,
-        )
-        .unwrap();
-
-    let answer = lambdas
-        .invoke("queue-scaler", &schedule_event())
-        .await
-        .expect("invoke");
+    let (lambdas, answer) = run_one_job(&setup, scaler_spec(&setup, "10s", &[]), 0, "docker").await;
     assert!(
         matches!(answer, Invocation::Ok(_)),
         "{answer:?}\n{}",
@@ -437,23 +415,7 @@ async fn no_capacity_for_the_first_instance_type_falls_back_to_the_next() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_idle_past_its_idle_time_is_retired_and_its_instance_terminated() {
     let setup = setup_with_idle(true, Duration::from_secs(1)).await;
-    let lambdas = LambdaFarm::start(&[scaler_spec(&setup, "12s", &[])])
-        .await
-        .expect("lambda");
-    setup.sims[0]
-        .sim()
-        .submit(
-            "build-api-image",
-            Some("docker"),
-            Duration::from_millis(300),
-            JobKind::Pipeline,
-        )
-        .unwrap();
-
-    let answer = lambdas
-        .invoke("queue-scaler", &schedule_event())
-        .await
-        .expect("invoke");
+    let (lambdas, answer) = run_one_job(&setup, scaler_spec(&setup, "12s", &[]), 0, "docker").await;
     let Invocation::Ok(payload) = answer else {
         panic!(
             "scaler failed: {answer:?}\n{}",
@@ -490,23 +452,7 @@ async fn a_retried_tick_that_cannot_see_its_launch_yet_sends_the_same_token() {
         .proxy
         .add_rule(FaultRule::on("RunInstances", AwsFault::LoseResponse).times(3));
     setup.proxy.hide_new_instances_for(Duration::from_secs(60));
-    let lambdas = LambdaFarm::start(&[scaler_spec(&setup, "15s", &[])])
-        .await
-        .expect("lambda");
-    setup.sims[0]
-        .sim()
-        .submit(
-            "build-api-image",
-            Some("docker"),
-            Duration::from_millis(300),
-            JobKind::Pipeline,
-        )
-        .unwrap();
-
-    let answer = lambdas
-        .invoke("queue-scaler", &schedule_event())
-        .await
-        .expect("invoke");
+    let (lambdas, answer) = run_one_job(&setup, scaler_spec(&setup, "15s", &[]), 0, "docker").await;
     assert!(
         matches!(answer, Invocation::Ok(_)),
         "{answer:?}\n{}",

@@ -46,7 +46,7 @@ use tracing::{info, warn};
 
 use crate::adapters::aws::autoscaling::{AsgLifecycle, LifecycleAction, LifecycleOutcome};
 use crate::adapters::aws::ec2::{AgentInstance, AgentState, Ec2Fleet, LaunchTemplateRef, tags};
-use crate::adapters::aws::ecs::{EcsHosts, EcsMasters, MasterAddress};
+use crate::adapters::aws::ecs::{EcsHosts, EcsMasters};
 use crate::adapters::aws::secrets::{JenkinsCredentials, jenkins_credentials};
 use crate::adapters::aws::sns::SnsAlerts;
 use crate::adapters::aws::ssm::{SsmSecrets, agent_secret_path};
@@ -58,6 +58,7 @@ use crate::domain::recovery::{
 };
 use crate::error::{AwsError, ConfigError, JenkinsError};
 use crate::handlers::queue_scaler::MasterSource;
+use crate::handlers::queue_scaler::parse_masters;
 use crate::ports::{Alerts, Fleet, Jenkins, Lifecycles, MasterHosts, RecoveryStore, Secrets};
 use crate::telemetry::{MetricRecord, Unit};
 
@@ -222,27 +223,6 @@ fn settings_get<S: Source>(settings: &Settings<S>, key: &str) -> Option<String> 
         ENV_MASTER_ASG => settings.optional(ENV_MASTER_ASG),
         _ => None,
     }
-}
-
-/// `name=url,name=url` as the scaler reads `LONGSHORE_MASTERS`, URLs ending with a slash.
-fn parse_masters(list: &str) -> Result<Vec<MasterAddress>, ConfigError> {
-    list.split(',')
-        .map(str::trim)
-        .filter(|entry| !entry.is_empty())
-        .map(|entry| match entry.split_once('=') {
-            Some((name, url)) if !name.trim().is_empty() && url.trim().starts_with("http") => {
-                Ok(MasterAddress {
-                    name: name.trim().to_string(),
-                    url: format!("{}/", url.trim().trim_end_matches('/')),
-                })
-            }
-            _ => Err(ConfigError::Invalid {
-                name: "LONGSHORE_MASTERS",
-                value: list.to_string(),
-                reason: format!("entry {entry:?} is not name=http(s)://address"),
-            }),
-        })
-        .collect()
 }
 
 /// Why an event's actions did not all get done; EventBridge retries the event.

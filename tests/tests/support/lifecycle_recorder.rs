@@ -9,6 +9,7 @@
 // Each test crate that includes this module uses a different part of it.
 #![allow(dead_code)]
 
+use longshore_farm::aws_proxy::percent_decode;
 use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -142,7 +143,7 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
 
-/// `application/x-www-form-urlencoded` into pairs.
+/// `application/x-www-form-urlencoded` into pairs, in order.
 fn decode_form(body: &str) -> Fields {
     body.split('&')
         .filter(|pair| !pair.is_empty())
@@ -151,28 +152,4 @@ fn decode_form(body: &str) -> Fields {
             (percent_decode(k), percent_decode(v))
         })
         .collect()
-}
-
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
-                match u8::from_str_radix(hex, 16) {
-                    Ok(b) => {
-                        out.push(b);
-                        i += 2;
-                    }
-                    Err(_) => out.push(b'%'),
-                }
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }

@@ -94,8 +94,9 @@ impl QueueScalerConfig {
     }
 }
 
-/// `name=url,name=url`, URLs normalised to end with a slash.
-fn parse_masters(list: &str) -> Result<Vec<MasterAddress>, ConfigError> {
+/// `LONGSHORE_MASTERS`: `name=url,name=url`, URLs normalised to end with a slash (recovery
+/// reads the same setting).
+pub(crate) fn parse_masters(list: &str) -> Result<Vec<MasterAddress>, ConfigError> {
     list.split(',')
         .map(str::trim)
         .filter(|entry| !entry.is_empty())
