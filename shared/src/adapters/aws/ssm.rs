@@ -5,6 +5,12 @@ use aws_sdk_ssm::types::ParameterType;
 
 use crate::error::AwsError;
 
+/// The IAM actions of [`SsmSecrets::put_secret`] (the template's roles are checked against
+/// these lists).
+pub const PUT_SECRET_IAM_ACTIONS: &[&str] = &["ssm:PutParameter"];
+/// The IAM actions of [`SsmSecrets::delete_secret`].
+pub const DELETE_SECRET_IAM_ACTIONS: &[&str] = &["ssm:DeleteParameter"];
+
 /// The SSM path of an agent's secret; the agent role may read only its own.
 pub fn agent_secret_path(stack: &str, instance_id: &str) -> String {
     format!("/longshore/{stack}/agents/{instance_id}")
