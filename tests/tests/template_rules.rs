@@ -933,3 +933,57 @@ fn what_moto_ignores_is_right_in_the_template() {
         json!({"Fn::GetAtt": ["LoadBalancer", "CanonicalHostedZoneID"]})
     );
 }
+
+#[test]
+fn an_agent_may_read_only_the_secret_tagged_with_its_own_instance_arn() {
+    let template = template();
+    let agent = grants(&template, "AgentRole");
+    let reads: Vec<&Value> = agent
+        .iter()
+        .filter(|(a, _)| a.starts_with("ssm:"))
+        .map(|(a, s)| {
+            assert_eq!(a, "ssm:GetParameter", "the agent's only SSM action");
+            s
+        })
+        .collect();
+    assert_eq!(reads.len(), 1);
+    let s = reads[0];
+    assert!(
+        s["Resource"]
+            .to_string()
+            .contains("parameter/longshore/${AWS::StackName}/agents/*")
+    );
+    // The tag the scaler writes, compared with the caller's instance ARN.
+    let condition = &s["Condition"]["StringEquals"];
+    assert_eq!(
+        condition.as_object().map(|c| c.len()),
+        Some(1),
+        "one condition: {condition}"
+    );
+    assert_eq!(
+        condition[format!("ssm:resourceTag/{}", ssm::INSTANCE_ARN_TAG)],
+        "${ec2:SourceInstanceARN}"
+    );
+    // A policy variable, so it must reach IAM as written: not inside a Fn::Sub (which would
+    // try to resolve it).
+    assert!(
+        condition
+            .to_string()
+            .contains("\"${ec2:SourceInstanceARN}\"")
+    );
+
+    // The scaler may write, tag and delete secrets there (and recovery delete them).
+    let scaler = grants(&template, "QueueScalerRole");
+    for action in ssm::PUT_SECRET_IAM_ACTIONS
+        .iter()
+        .chain(ssm::DELETE_SECRET_IAM_ACTIONS)
+    {
+        assert!(
+            scaler.iter().any(|(a, s)| a == action
+                && s["Resource"]
+                    .to_string()
+                    .contains("parameter/longshore/${AWS::StackName}/agents/*")),
+            "QueueScalerRole may not {action} on the agents' secrets"
+        );
+    }
+}
