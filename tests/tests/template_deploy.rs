@@ -450,6 +450,13 @@ fn check_functions_and_rules(cli: &AwsCli, d: &LocalDeployment) {
     );
     assert_eq!(recovery["ALERT_TOPIC_ARN"], d.outputs["AlertTopicArn"]);
     assert_eq!(recovery["STATE_TABLE"], physical(d, "StateTable"));
+    assert_eq!(recovery["MASTER_PORT"], "8080");
+    assert_eq!(recovery["JENKINS_USER"], "admin");
+    // As for the scaler: moto drops the secret's unresolved !Ref (template_rules.rs checks it).
+    assert!(
+        !recovery.contains_key("JENKINS_SECRET"),
+        "moto now resolves JENKINS_SECRET: check its value here"
+    );
 
     // Rules: two schedules, three event patterns, each targeting its function.
     let rule = |logical: &str| {

@@ -7,9 +7,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use longshore::adapters::aws::{autoscaling, ec2, ecs, secrets, sns, ssm, state};
 use longshore::config::{CommonConfig, Settings, Source};
 use longshore::domain::custom_resource::parse_properties;
 use longshore::handlers::queue_scaler::{MasterSource, QueueScalerConfig};
+use longshore::handlers::recovery::RecoveryConfig;
 use longshore_farm::deploy::{
     Scope, effective_parameters, parse_parameters, resources, template_json, template_path,
     workspace_dir,
@@ -153,7 +155,12 @@ fn iam_is_least_privilege() {
         .expect("recovery's table statement");
     assert_eq!(
         recovery_table.1["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"],
-        json!(["recovery#*"])
+        json!([{"Fn::Sub": "recovery#${AWS::StackName}#*"}])
+    );
+    // ... the prefix RecoveryState writes under.
+    assert!(
+        include_str!("../../shared/src/adapters/aws/state.rs")
+            .contains("format!(\"recovery#{stack}#\")")
     );
 }
 
@@ -419,20 +426,284 @@ fn the_functions_environment_is_what_the_code_reads() {
         vec!["LONGSHORE_STACK"]
     );
     CommonConfig::from_settings(&Settings::new(resolver)).expect("config-resolver settings");
+}
 
-    // recovery's settings (wired by its own change; the names agreed for it).
-    let recovery = environment(&template, "RecoveryFunction");
+#[test]
+fn recovery_reads_its_environment_from_the_template() {
+    let template = template();
+    let mut recovery = environment(&template, "RecoveryFunction");
+    let env = &template["Resources"]["RecoveryFunction"]["Properties"]["Environment"]["Variables"];
+    // The master services' names as ECS task events carry them ("service:<ServiceName>"):
+    // the Sub of the services' Name attributes, resolved with their ServiceName.
+    let services = env["LONGSHORE_MASTER_SERVICES"]["Fn::Sub"]
+        .as_str()
+        .expect("LONGSHORE_MASTER_SERVICES is a Sub of the services' names")
+        .to_string();
+    let mut resolved = services.clone();
+    for (id, service) in of_type(&template, "AWS::ECS::Service") {
+        let name = service["Properties"]["ServiceName"]
+            .as_str()
+            .expect("services are named")
+            .to_string();
+        resolved = resolved.replace(&format!("${{{id}.Name}}"), &name);
+    }
+    assert_eq!(resolved, "master-a,master-b", "from {services}");
+    recovery
+        .0
+        .insert("LONGSHORE_MASTER_SERVICES".to_string(), resolved);
+    let keys: BTreeSet<String> = recovery.0.keys().cloned().collect();
+    let config = RecoveryConfig::from_settings(&Settings::new(recovery))
+        .expect("the template's environment satisfies recovery");
     assert_eq!(
-        recovery.0.keys().map(String::as_str).collect::<Vec<_>>(),
-        vec![
-            "ALERT_TOPIC_ARN",
-            "LONGSHORE_ECS_CLUSTER",
-            "LONGSHORE_MASTER_ASG",
-            "LONGSHORE_MASTER_SERVICES",
-            "LONGSHORE_STACK",
-            "STATE_TABLE"
-        ]
+        config.context.master_services,
+        vec!["master-a".to_string(), "master-b".to_string()]
     );
+    assert_eq!(
+        config.context.cluster.as_deref(),
+        Some("resolved-LONGSHORE_ECS_CLUSTER")
+    );
+    assert_eq!(
+        config.masters,
+        MasterSource::Ecs {
+            cluster: "resolved-LONGSHORE_ECS_CLUSTER".into(),
+            port: 8080
+        }
+    );
+    assert_eq!(config.jenkins_user, "admin");
+    assert_eq!(config.jenkins_secret, "resolved-JENKINS_SECRET");
+    let read = [
+        include_str!("../../shared/src/handlers/recovery.rs"),
+        include_str!("../../shared/src/config.rs"),
+    ]
+    .concat();
+    for key in &keys {
+        assert!(
+            read.contains(&format!("\"{key}\"")) || read.contains(&format!("= \"{key}\";")),
+            "recovery never reads {key}"
+        );
+    }
+    assert_eq!(env["LONGSHORE_ECS_CLUSTER"], json!({"Ref": "Cluster"}));
+    assert_eq!(
+        env["LONGSHORE_MASTER_ASG"],
+        json!({"Ref": "MasterHostGroup"})
+    );
+    assert_eq!(env["ALERT_TOPIC_ARN"], json!({"Ref": "AlertTopic"}));
+    assert_eq!(env["STATE_TABLE"], json!({"Ref": "StateTable"}));
+    assert_eq!(env["JENKINS_SECRET"], json!({"Ref": "AdminSecret"}));
+    // The table's TTL is on the attribute recovery's items carry.
+    assert_eq!(
+        template["Resources"]["StateTable"]["Properties"]["TimeToLiveSpecification"],
+        json!({"AttributeName": "expiresAt", "Enabled": true})
+    );
+    assert!(
+        include_str!("../../shared/src/adapters/aws/state.rs")
+            .contains("(\"expiresAt\".to_string(), n(expires_at))")
+    );
+}
+
+/// `(action, statement)` for every action of `role`'s statements.
+fn grants(template: &Value, role: &str) -> Vec<(String, Value)> {
+    statements(template)
+        .into_iter()
+        .filter(|(r, _)| r == role)
+        .flat_map(|(_, s)| {
+            list(&s["Action"])
+                .into_iter()
+                .map(move |a| (a.as_str().expect("action").to_string(), s.clone()))
+        })
+        .collect()
+}
+
+/// The SDK operations called in `source` (`client.<operation>(` with whitespace removed), as
+/// IAM actions of `service`.
+fn sdk_calls(source: &str, service: &str) -> BTreeSet<String> {
+    let flat: String = source.chars().filter(|c| !c.is_whitespace()).collect();
+    flat.split("client.")
+        .skip(1)
+        .filter_map(|rest| {
+            let op: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                .collect();
+            (rest[op.len()..].starts_with('(') && !op.is_empty()).then_some(op)
+        })
+        .map(|op| {
+            let camel: String = op
+                .split('_')
+                .map(|word| {
+                    let mut chars = word.chars();
+                    chars
+                        .next()
+                        .map(|c| c.to_ascii_uppercase().to_string() + chars.as_str())
+                        .unwrap_or_default()
+                })
+                .collect();
+            format!("{service}:{camel}")
+        })
+        .collect()
+}
+
+/// The `impl <name>` block of `source`.
+fn impl_block<'a>(source: &'a str, name: &str) -> &'a str {
+    let start = source
+        .find(&format!("impl {name} {{"))
+        .unwrap_or_else(|| panic!("impl {name}"));
+    let len = source[start..].find("\n}\n").expect("block end");
+    &source[start..start + len]
+}
+
+#[test]
+fn the_adapters_iam_lists_name_every_call_they_make() {
+    let consts = |lists: &[&[&str]]| -> BTreeSet<String> {
+        lists
+            .iter()
+            .flat_map(|l| l.iter().map(|a| a.to_string()))
+            .collect()
+    };
+    let cases: Vec<(&str, BTreeSet<String>, BTreeSet<String>)> = vec![
+        (
+            "sns",
+            sdk_calls(include_str!("../../shared/src/adapters/aws/sns.rs"), "sns"),
+            consts(&[sns::IAM_ACTIONS]),
+        ),
+        (
+            "autoscaling",
+            sdk_calls(
+                include_str!("../../shared/src/adapters/aws/autoscaling.rs"),
+                "autoscaling",
+            ),
+            consts(&[autoscaling::IAM_ACTIONS]),
+        ),
+        (
+            "state",
+            sdk_calls(
+                include_str!("../../shared/src/adapters/aws/state.rs"),
+                "dynamodb",
+            ),
+            consts(&[state::IAM_ACTIONS]),
+        ),
+        (
+            "secrets",
+            sdk_calls(
+                include_str!("../../shared/src/adapters/aws/secrets.rs"),
+                "secretsmanager",
+            ),
+            consts(&[secrets::IAM_ACTIONS]),
+        ),
+        (
+            "ecs masters",
+            sdk_calls(
+                impl_block(
+                    include_str!("../../shared/src/adapters/aws/ecs.rs"),
+                    "EcsMasters",
+                ),
+                "ecs",
+            ),
+            consts(&[ecs::MASTERS_IAM_ACTIONS]),
+        ),
+        (
+            "ecs hosts",
+            sdk_calls(
+                impl_block(
+                    include_str!("../../shared/src/adapters/aws/ecs.rs"),
+                    "EcsHosts",
+                ),
+                "ecs",
+            ),
+            consts(&[ecs::HOSTS_IAM_ACTIONS]),
+        ),
+        (
+            "ec2",
+            sdk_calls(include_str!("../../shared/src/adapters/aws/ec2.rs"), "ec2"),
+            consts(&[ec2::LAUNCH_IAM_ACTIONS, ec2::WATCH_IAM_ACTIONS]),
+        ),
+        (
+            "ssm secrets",
+            sdk_calls(
+                impl_block(
+                    include_str!("../../shared/src/adapters/aws/ssm.rs"),
+                    "SsmSecrets",
+                ),
+                "ssm",
+            ),
+            consts(&[ssm::PUT_SECRET_IAM_ACTIONS, ssm::DELETE_SECRET_IAM_ACTIONS]),
+        ),
+    ];
+    for (adapter, calls, listed) in cases {
+        assert!(!calls.is_empty(), "{adapter}: no SDK call found");
+        let missing: Vec<_> = calls.difference(&listed).collect();
+        assert!(
+            missing.is_empty(),
+            "{adapter} calls {missing:?} but its IAM_ACTIONS do not list them"
+        );
+    }
+}
+
+#[test]
+fn recovery_may_make_every_call_its_adapters_make_and_no_other() {
+    let template = template();
+    let granted = grants(&template, "RecoveryRole");
+    let needed: BTreeSet<&str> = [
+        sns::IAM_ACTIONS,
+        autoscaling::IAM_ACTIONS,
+        ecs::HOSTS_IAM_ACTIONS,
+        ecs::MASTERS_IAM_ACTIONS,
+        ec2::WATCH_IAM_ACTIONS,
+        ssm::DELETE_SECRET_IAM_ACTIONS,
+        state::IAM_ACTIONS,
+        secrets::IAM_ACTIONS,
+        &["logs:CreateLogStream", "logs:PutLogEvents"],
+    ]
+    .concat()
+    .into_iter()
+    .collect();
+    let have: BTreeSet<&str> = granted.iter().map(|(a, _)| a.as_str()).collect();
+    assert_eq!(have, needed, "RecoveryRole's actions");
+    // Each on the stack's own resource.
+    let on = |action: &str| -> Value {
+        let (_, s) = granted.iter().find(|(a, _)| a == action).expect(action);
+        s["Resource"].clone()
+    };
+    assert_eq!(on("sns:Publish"), json!({"Ref": "AlertTopic"}));
+    assert_eq!(
+        on("secretsmanager:GetSecretValue"),
+        json!({"Ref": "AdminSecret"})
+    );
+    for action in state::IAM_ACTIONS {
+        assert_eq!(
+            on(action),
+            json!({"Fn::GetAtt": ["StateTable", "Arn"]}),
+            "{action}"
+        );
+    }
+    assert!(
+        on("ssm:DeleteParameter")
+            .to_string()
+            .contains("parameter/longshore/${AWS::StackName}/agents/*")
+    );
+    for action in autoscaling::IAM_ACTIONS {
+        assert!(
+            on(action)
+                .to_string()
+                .contains("autoScalingGroupName/${MasterHostGroup}"),
+            "{action}"
+        );
+    }
+    assert_eq!(
+        on("ecs:ListContainerInstances"),
+        json!({"Fn::GetAtt": ["Cluster", "Arn"]})
+    );
+    for action in [
+        "ecs:DescribeContainerInstances",
+        "ecs:UpdateContainerInstancesState",
+    ] {
+        assert!(
+            on(action)
+                .to_string()
+                .contains("container-instance/${Cluster}/*"),
+            "{action}"
+        );
+    }
 }
 
 #[test]
@@ -661,4 +932,58 @@ fn what_moto_ignores_is_right_in_the_template() {
         r("MastersAlias")["AliasTarget"]["HostedZoneId"],
         json!({"Fn::GetAtt": ["LoadBalancer", "CanonicalHostedZoneID"]})
     );
+}
+
+#[test]
+fn an_agent_may_read_only_the_secret_tagged_with_its_own_instance_arn() {
+    let template = template();
+    let agent = grants(&template, "AgentRole");
+    let reads: Vec<&Value> = agent
+        .iter()
+        .filter(|(a, _)| a.starts_with("ssm:"))
+        .map(|(a, s)| {
+            assert_eq!(a, "ssm:GetParameter", "the agent's only SSM action");
+            s
+        })
+        .collect();
+    assert_eq!(reads.len(), 1);
+    let s = reads[0];
+    assert!(
+        s["Resource"]
+            .to_string()
+            .contains("parameter/longshore/${AWS::StackName}/agents/*")
+    );
+    // The tag the scaler writes, compared with the caller's instance ARN.
+    let condition = &s["Condition"]["StringEquals"];
+    assert_eq!(
+        condition.as_object().map(|c| c.len()),
+        Some(1),
+        "one condition: {condition}"
+    );
+    assert_eq!(
+        condition[format!("ssm:resourceTag/{}", ssm::INSTANCE_ARN_TAG)],
+        "${ec2:SourceInstanceARN}"
+    );
+    // A policy variable, so it must reach IAM as written: not inside a Fn::Sub (which would
+    // try to resolve it).
+    assert!(
+        condition
+            .to_string()
+            .contains("\"${ec2:SourceInstanceARN}\"")
+    );
+
+    // The scaler may write, tag and delete secrets there (and recovery delete them).
+    let scaler = grants(&template, "QueueScalerRole");
+    for action in ssm::PUT_SECRET_IAM_ACTIONS
+        .iter()
+        .chain(ssm::DELETE_SECRET_IAM_ACTIONS)
+    {
+        assert!(
+            scaler.iter().any(|(a, s)| a == action
+                && s["Resource"]
+                    .to_string()
+                    .contains("parameter/longshore/${AWS::StackName}/agents/*")),
+            "QueueScalerRole may not {action} on the agents' secrets"
+        );
+    }
 }

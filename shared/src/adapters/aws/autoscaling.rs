@@ -8,6 +8,12 @@
 
 use crate::error::AwsError;
 
+/// The IAM actions [`AsgLifecycle`] calls (the template's roles are checked against it).
+pub const IAM_ACTIONS: &[&str] = &[
+    "autoscaling:RecordLifecycleActionHeartbeat",
+    "autoscaling:CompleteLifecycleAction",
+];
+
 /// Identifies one lifecycle action.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LifecycleAction {

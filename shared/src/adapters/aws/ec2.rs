@@ -9,6 +9,12 @@ use aws_sdk_ec2::types::{
 
 use crate::error::AwsError;
 
+/// The IAM actions of [`Ec2Fleet::launch`] (tags at launch need `ec2:CreateTags` too).
+pub const LAUNCH_IAM_ACTIONS: &[&str] = &["ec2:RunInstances", "ec2:CreateTags"];
+/// The IAM actions of [`Ec2Fleet::agents`] and [`Ec2Fleet::terminate`] (the template's roles
+/// are checked against these lists).
+pub const WATCH_IAM_ACTIONS: &[&str] = &["ec2:DescribeInstances", "ec2:TerminateInstances"];
+
 /// Tag keys longshore puts on every agent instance. The agent reads `MASTER_URL` through
 /// instance metadata tags at boot; the scaler and recovery find their instances by `STACK`.
 pub mod tags {

@@ -6,6 +6,17 @@ use aws_sdk_ecs::types::DesiredStatus;
 
 use crate::error::AwsError;
 
+/// The IAM actions [`EcsMasters`] calls (the template's roles are checked against it).
+pub const MASTERS_IAM_ACTIONS: &[&str] = &["ecs:ListTasks", "ecs:DescribeTasks"];
+/// The IAM actions [`EcsHosts`] calls.
+pub const HOSTS_IAM_ACTIONS: &[&str] = &[
+    "ecs:ListContainerInstances",
+    "ecs:DescribeContainerInstances",
+    "ecs:UpdateContainerInstancesState",
+    "ecs:ListTasks",
+    "ecs:DescribeTasks",
+];
+
 /// A master's current address.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MasterAddress {

@@ -2,6 +2,9 @@
 
 use crate::error::AwsError;
 
+/// The IAM actions [`jenkins_credentials`] calls (the template's roles are checked against it).
+pub const IAM_ACTIONS: &[&str] = &["secretsmanager:GetSecretValue"];
+
 /// A Jenkins user and API token.
 #[derive(Clone, PartialEq, Eq)]
 pub struct JenkinsCredentials {

@@ -3,6 +3,9 @@
 
 use crate::error::AwsError;
 
+/// The IAM actions [`SnsAlerts`] calls (the template's roles are checked against it).
+pub const IAM_ACTIONS: &[&str] = &["sns:Publish"];
+
 /// SNS limits a subject to 100 printable ASCII characters on one line.
 const SUBJECT_MAX: usize = 100;
 

@@ -18,6 +18,9 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use crate::adapters::aws::autoscaling::LifecycleAction;
 use crate::error::AwsError;
 
+/// The IAM actions [`RecoveryState`] calls (the template's roles are checked against it).
+pub const IAM_ACTIONS: &[&str] = &["dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:Scan"];
+
 /// A host drain waiting for its tasks to leave.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PendingDrain {
