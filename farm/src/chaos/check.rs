@@ -210,10 +210,7 @@ impl Observations {
     fn busy_agents_killed(&self, verdict: &mut Verdict) {
         let mut restarts = self.lost_to_restarts.clone();
         for (master, node, job) in &self.lost_builds {
-            if let Some(at) = restarts
-                .iter()
-                .position(|(m, n)| m == master && n == node)
-            {
+            if let Some(at) = restarts.iter().position(|(m, n)| m == master && n == node) {
                 restarts.remove(at);
                 continue;
             }
@@ -280,9 +277,10 @@ impl Observations {
         }
         for (base, ids) in per_launch.iter().filter(|(_, ids)| ids.len() > 1) {
             verdict.invariants.duplicate_launches += ids.len() as u64 - 1;
-            verdict
-                .reasons
-                .push(format!("launch {base} started {} instances: {ids:?}", ids.len()));
+            verdict.reasons.push(format!(
+                "launch {base} started {} instances: {ids:?}",
+                ids.len()
+            ));
         }
         let mut launched: BTreeMap<(&str, &str), (u64, u64)> = BTreeMap::new();
         for (instance, _) in self.all_instances.values() {
@@ -362,7 +360,10 @@ mod tests {
     #[test]
     fn caps_are_checked_on_every_observation() {
         let mut seen = base();
-        seen.record_instances(1, &[instance("i-0000000a", true), instance("i-0000000b", false)]);
+        seen.record_instances(
+            1,
+            &[instance("i-0000000a", true), instance("i-0000000b", false)],
+        );
         assert!(seen.cap_overshoots.is_empty());
         seen.record_instances(
             2,

@@ -74,16 +74,16 @@ impl ChaosSummary {
     }
 }
 
-/// Plays `runs` seeds from `seed` on one moto and proxy; `progress` prints a line per run.
-pub async fn run_batch(first_seed: u64, runs: u64, progress: bool) -> Result<ChaosSummary, String> {
+/// Plays `seeds` on one moto and proxy; `progress` prints a line per run.
+pub async fn run_seeds(seeds: &[u64], progress: bool) -> Result<ChaosSummary, String> {
     let started = Instant::now();
     let batch = run::Batch::start().await?;
     let mut summary = ChaosSummary {
-        first_seed,
-        runs,
+        first_seed: seeds.first().copied().unwrap_or(0),
+        runs: seeds.len() as u64,
         ..ChaosSummary::default()
     };
-    for seed in first_seed..first_seed + runs {
+    for &seed in seeds {
         let seen = batch
             .run(seed)
             .await
@@ -182,10 +182,10 @@ pub fn print_table(summary: &ChaosSummary) {
 
 /// `longshore-farm chaos`: runs the batch, prints the table, writes `summary.json`.
 pub async fn run_cli(options: ChaosOptions) -> Result<ChaosSummary, String> {
-    let summary = run_batch(options.seed, options.runs, true).await?;
+    let seeds: Vec<u64> = (options.seed..options.seed.saturating_add(options.runs)).collect();
+    let summary = run_seeds(&seeds, true).await?;
     print_table(&summary);
-    std::fs::create_dir_all(&options.out)
-        .map_err(|e| format!("{}: {e}", options.out.display()))?;
+    std::fs::create_dir_all(&options.out).map_err(|e| format!("{}: {e}", options.out.display()))?;
     let path = options.out.join("summary.json");
     let text = serde_json::to_string_pretty(&summary).map_err(|e| e.to_string())?;
     std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;

@@ -329,9 +329,8 @@ impl RunFarm {
                         sim.inject(fault.clone());
                         // A restart loses the builds running at that moment, by design.
                         let lost = sim.stats().builds_lost;
-                        seen.lost_to_restarts.extend(
-                            lost.iter().skip(before).map(|l| (*master, l.node.clone())),
-                        );
+                        seen.lost_to_restarts
+                            .extend(lost.iter().skip(before).map(|l| (*master, l.node.clone())));
                         seen.count_fault(super::scenario::jenkins_fault_kind(fault));
                     }
                     Action::Aws(rule) => batch.proxy.add_rule(rule.clone()),
@@ -590,8 +589,12 @@ impl RunFarm {
                     .map(|c| (m, c.display_name.clone(), !c.offline)),
             );
             let stats = sim.sim().stats();
-            seen.lost_builds
-                .extend(stats.builds_lost.iter().map(|l| (m, l.node.clone(), l.job.clone())));
+            seen.lost_builds.extend(
+                stats
+                    .builds_lost
+                    .iter()
+                    .map(|l| (m, l.node.clone(), l.job.clone())),
+            );
             seen.started_jobs
                 .extend(stats.waits.iter().map(|w| (m, w.job.clone())));
         }
@@ -630,7 +633,10 @@ impl RunFarm {
 
     async fn shutdown(self) {
         let RunFarm {
-            booter, fleet, sims, ..
+            booter,
+            fleet,
+            sims,
+            ..
         } = self;
         drop(fleet);
         if let Ok(booter) = Arc::try_unwrap(booter) {

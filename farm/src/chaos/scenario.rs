@@ -32,7 +32,10 @@ pub struct JobPlan {
 pub enum Action {
     Submit(JobPlan),
     /// A Jenkins fault on one master, for a while.
-    Jenkins { master: usize, fault: Fault },
+    Jenkins {
+        master: usize,
+        fault: Fault,
+    },
     /// An AWS fault rule in the proxy, for a number of requests.
     Aws(FaultRule),
     /// Fresh instances stay out of DescribeInstances this long (zero: off again).
@@ -44,7 +47,9 @@ pub enum Action {
     Overlap(u32),
     /// The first invocation ends normally (releases the lease); `cold`: the next one starts
     /// in a new process, without the scaler's memory.
-    EndInvocation { cold: bool },
+    EndInvocation {
+        cold: bool,
+    },
 }
 
 /// Boot faults drawn per launched instance.
@@ -175,8 +180,12 @@ fn aws_rule(rng: &mut StdRng) -> FaultRule {
             AwsFault::Throttle,
         ),
         1 => FaultRule::on(
-            ["DescribeInstances", "RunInstances", "TerminateInstances", "PutParameter"]
-                [rng.random_range(0..4)],
+            [
+                "DescribeInstances",
+                "RunInstances",
+                "TerminateInstances",
+                "PutParameter",
+            ][rng.random_range(0..4)],
             AwsFault::ServerError,
         ),
         2 => FaultRule::on("RunInstances", AwsFault::InsufficientCapacity).with_param(
