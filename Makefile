@@ -19,7 +19,7 @@ export PATH := $(VENV_BIN):$(PATH)
 export LONGSHORE_VENV := $(CURDIR)/$(VENV)
 export AWS_EC2_METADATA_DISABLED := true
 
-.PHONY: help setup demo test lint build bench clean deploy deploy-local
+.PHONY: help setup demo test lint build bench clean deploy deploy-local chaos
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -97,6 +97,14 @@ bench: setup ## criterion benchmarks, then the policy simulator (out/bench/polic
 	cargo bench --workspace
 	cargo build --workspace --all-targets
 	$(TARGET_DIR)/debug/longshore-farm simulate --out out/bench
+
+# Seeded fault scenarios on the fast local farm (one moto for the batch); run i uses SEED+i, so
+# a failing seed replays with `make chaos RUNS=1 SEED=<seed>`. Writes out/chaos/summary.json.
+RUNS ?= 20
+SEED ?= 1
+chaos: setup ## the fault harness: RUNS seeded runs from SEED, invariants checked (out/chaos)
+	cargo build --workspace --all-targets
+	RUST_LOG=$${RUST_LOG:-off} $(TARGET_DIR)/debug/longshore-farm chaos --runs $(RUNS) --seed $(SEED) --out out/chaos
 
 clean: ## remove build output, the venv and demo/bench output
 	cargo clean

@@ -224,6 +224,20 @@ impl AwsProxy {
     pub fn stats(&self) -> ProxyStats {
         self.shared.lock().stats.clone()
     }
+
+    /// The instances each `ClientToken` launched, from the answers moto gave (whether or not
+    /// the caller received them): how the chaos harness tells a retried launch from a second one.
+    pub fn launches_by_token(&self) -> BTreeMap<String, Vec<String>> {
+        let state = self.shared.lock();
+        state
+            .tokens
+            .iter()
+            .filter_map(|(token, entry)| {
+                let (_, body) = entry.answer.as_ref()?;
+                Some((token.clone(), instance_ids(&String::from_utf8_lossy(body))))
+            })
+            .collect()
+    }
 }
 
 impl Drop for AwsProxy {

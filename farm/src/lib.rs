@@ -11,9 +11,11 @@
 //! - [`demo`]: the `make demo` driver.
 //! - [`simulate`]: the policy simulator of `make bench`.
 //! - [`deploy`]: `make deploy-local`, infra/template.yaml deployed into moto.
+//! - [`chaos`]: `make chaos`, the seeded fault harness.
 
 pub mod aws_proxy;
 pub mod booter;
+pub mod chaos;
 pub mod demo;
 pub mod deploy;
 pub mod events;

@@ -4,6 +4,7 @@
 //! - `deploy-local`: infra/template.yaml into a local moto (`make deploy-local`).
 //! - `demo`: the whole farm (moto, two masters, booting agents, a job trace) with live progress.
 //! - `simulate`: the policy simulator of `make bench` (simulated time, no network).
+//! - `chaos`: the seeded fault harness of `make chaos`.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
@@ -40,6 +41,8 @@ enum Command {
     Simulate(SimulateOptions),
     /// Deploy infra/template.yaml into a fresh local moto and answer its custom resource.
     DeployLocal(longshore_farm::deploy::DeployLocalArgs),
+    /// Seeded fault scenarios on the fast local farm; checks the invariants (summary.json).
+    Chaos(longshore_farm::chaos::ChaosOptions),
 }
 
 #[tokio::main]
@@ -54,6 +57,14 @@ async fn main() -> ExitCode {
             name,
         } => serve_jenkins(port, user, token, name).await,
         Command::DeployLocal(args) => longshore_farm::deploy::run_cli(args).await,
+        Command::Chaos(options) => match longshore_farm::chaos::run_cli(options).await {
+            Ok(summary) if summary.invariants_hold() => ExitCode::SUCCESS,
+            Ok(_) => ExitCode::FAILURE,
+            Err(err) => {
+                eprintln!("chaos failed: {err}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Demo(options) => match demo::run(options).await {
             Ok(report) if report.invariants_hold() => ExitCode::SUCCESS,
             Ok(_) => {

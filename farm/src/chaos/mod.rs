@@ -1,0 +1,194 @@
+//! `make chaos`: the seeded fault harness. Each run plays a [`scenario::Scenario`] drawn from
+//! its seed on the local farm in fast mode ([`run`]): jobs on two labels and two masters,
+//! Jenkins 5xx / login pages / slow and half-written answers / restarts, AWS throttling, 5xx,
+//! no capacity and lost RunInstances answers through the proxy, fresh instances hidden from
+//! DescribeInstances, agents that never connect, connect late or die under a build, ticks cut
+//! off mid-act, two invocations at once behind the real lease. Then the faults stop, the farm
+//! settles, and [`check`] judges the invariants.
+//!
+//! One moto server and one proxy serve the whole batch (moto is reset between runs; each run
+//! has its own stack name, so ClientTokens of different runs never meet in the proxy);
+//! simulators and the booter are fresh per run. Run `i` uses seed `SEED + i`, so a failing
+//! run replays with `make chaos RUNS=1 SEED=<its seed>`: the script is the same, the farm's
+//! timing (which request a fault hits) may differ.
+
+pub mod check;
+pub mod run;
+pub mod scenario;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use check::Invariants;
+
+/// Settings of a batch.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ChaosOptions {
+    /// Number of runs.
+    #[arg(long, env = "RUNS", default_value_t = 20)]
+    pub runs: u64,
+    /// Seed of the first run; run i uses SEED + i.
+    #[arg(long, env = "SEED", default_value_t = 1)]
+    pub seed: u64,
+    /// Where summary.json goes.
+    #[arg(long, default_value = "out/chaos")]
+    pub out: PathBuf,
+}
+
+/// One run in the summary.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunSummary {
+    pub seed: u64,
+    pub invariants: Invariants,
+    pub reasons: Vec<String>,
+    pub faults: BTreeMap<String, u64>,
+    pub settled: bool,
+    pub acting_ticks: u64,
+    pub observing_ticks: u64,
+    pub instances: usize,
+    pub idempotent_replays: u64,
+    pub scaler_errors: u64,
+    pub wall_ms: u64,
+}
+
+/// The batch's summary (`summary.json`).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ChaosSummary {
+    pub first_seed: u64,
+    pub runs: u64,
+    pub failed_runs: Vec<u64>,
+    pub faults: BTreeMap<String, u64>,
+    pub invariants: Invariants,
+    pub instances: usize,
+    pub idempotent_replays: u64,
+    pub wall_s: f64,
+    pub per_run: Vec<RunSummary>,
+}
+
+impl ChaosSummary {
+    pub fn invariants_hold(&self) -> bool {
+        self.failed_runs.is_empty()
+    }
+}
+
+/// Plays `seeds` on one moto and proxy; `progress` prints a line per run.
+pub async fn run_seeds(seeds: &[u64], progress: bool) -> Result<ChaosSummary, String> {
+    let started = Instant::now();
+    let batch = run::Batch::start().await?;
+    let mut summary = ChaosSummary {
+        first_seed: seeds.first().copied().unwrap_or(0),
+        runs: seeds.len() as u64,
+        ..ChaosSummary::default()
+    };
+    for &seed in seeds {
+        let seen = batch
+            .run(seed)
+            .await
+            .map_err(|e| format!("seed {seed}: the farm failed: {e}"))?;
+        let verdict = seen.verdict();
+        let run = RunSummary {
+            seed,
+            invariants: verdict.invariants,
+            reasons: verdict.reasons,
+            faults: seen.faults.clone(),
+            settled: seen.settled,
+            acting_ticks: seen.acting_ticks,
+            observing_ticks: seen.observing_ticks,
+            instances: seen.all_instances.len(),
+            idempotent_replays: seen.idempotent_replays,
+            scaler_errors: seen.scaler_errors,
+            wall_ms: seen.wall_ms,
+        };
+        if progress {
+            print_run(&run);
+        }
+        summary.add(run);
+    }
+    summary.wall_s = started.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+impl ChaosSummary {
+    fn add(&mut self, run: RunSummary) {
+        if !run.invariants.hold() {
+            self.failed_runs.push(run.seed);
+        }
+        for (kind, count) in &run.faults {
+            *self.faults.entry(kind.clone()).or_default() += count;
+        }
+        self.invariants.add(&run.invariants);
+        self.instances += run.instances;
+        self.idempotent_replays += run.idempotent_replays;
+        self.per_run.push(run);
+    }
+}
+
+fn print_run(run: &RunSummary) {
+    let faults: u64 = run.faults.values().sum();
+    if run.invariants.hold() {
+        println!(
+            "seed {:>6}: ok    {faults:>3} faults, {:>2} instances, {:>5} ms",
+            run.seed, run.instances, run.wall_ms
+        );
+    } else {
+        println!(
+            "seed {:>6}: FAIL  {faults:>3} faults, {:>2} instances, {:>5} ms — replay: make chaos RUNS=1 SEED={}",
+            run.seed, run.instances, run.wall_ms, run.seed
+        );
+        for reason in &run.reasons {
+            println!("    {reason}");
+        }
+    }
+}
+
+/// The end-of-batch table.
+pub fn print_table(summary: &ChaosSummary) {
+    println!();
+    println!(
+        "chaos: {} runs (seeds {}..={}), wall time {:.1} s",
+        summary.runs,
+        summary.first_seed,
+        summary.first_seed + summary.runs.saturating_sub(1),
+        summary.wall_s
+    );
+    println!("  faults injected");
+    for (kind, count) in &summary.faults {
+        println!("    {kind:<32} {count:>6}");
+    }
+    let i = &summary.invariants;
+    println!("  invariants (must all be 0)");
+    for (name, count) in [
+        ("busy agents killed", i.busy_agents_killed),
+        ("cap overshoots", i.cap_overshoots),
+        ("orphans after settling", i.orphans),
+        ("duplicate launches", i.duplicate_launches),
+        ("jobs never run", i.jobs_never_run),
+    ] {
+        println!("    {name:<32} {count:>6}");
+    }
+    println!(
+        "  instances launched {}, idempotent RunInstances replays {}",
+        summary.instances, summary.idempotent_replays
+    );
+    if summary.failed_runs.is_empty() {
+        println!("  all invariants held");
+    } else {
+        println!("  FAILED seeds: {:?}", summary.failed_runs);
+    }
+}
+
+/// `longshore-farm chaos`: runs the batch, prints the table, writes `summary.json`.
+pub async fn run_cli(options: ChaosOptions) -> Result<ChaosSummary, String> {
+    let seeds: Vec<u64> = (options.seed..options.seed.saturating_add(options.runs)).collect();
+    let summary = run_seeds(&seeds, true).await?;
+    print_table(&summary);
+    std::fs::create_dir_all(&options.out).map_err(|e| format!("{}: {e}", options.out.display()))?;
+    let path = options.out.join("summary.json");
+    let text = serde_json::to_string_pretty(&summary).map_err(|e| e.to_string())?;
+    std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+    println!("  summary: {}", path.display());
+    Ok(summary)
+}

@@ -1,0 +1,209 @@
+//! The chaos harness's CI set: a few fixed seeds of `make chaos` (farm/src/chaos), each a
+//! random mix of Jenkins, AWS, agent, lease and cut-off faults on the fast local farm, with
+//! every invariant checked after the faults stop. `make chaos RUNS=… SEED=…` runs more.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use longshore::adapters::aws::ec2::Ec2Fleet;
+use longshore::adapters::aws::ssm::SsmSecrets;
+use longshore::adapters::jenkins::JenkinsClient;
+use longshore::domain::fleet::{FleetConfig, SpotPolicy};
+use longshore::handlers::queue_scaler::{MasterEndpoint, Scaler};
+use longshore_farm::aws_proxy::AwsProxy;
+use longshore_farm::chaos::run_seeds;
+use longshore_farm::demo::fleet::demo_fleet;
+use longshore_farm::jenkins::{JobKind, RunningSim, SimConfig, Simulator};
+use longshore_farm::moto::{MotoServer, sdk_config_for};
+use longshore_farm::stack::create_agent_launch_template;
+
+/// Seeds whose scripts cover every fault family between them (see the assertions below) and
+/// that passed `make chaos RUNS=50 SEED=1`; seeds the harness fails on today are listed in the
+/// README ("Chaos: the fault harness") with the defects behind them.
+const CI_SEEDS: [u64; 3] = [3, 22, 25];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fixed_seeds_keep_every_invariant_under_faults() {
+    let summary = run_seeds(&CI_SEEDS, false).await.expect("the farm runs");
+    let failures: Vec<String> = summary
+        .per_run
+        .iter()
+        .filter(|run| !run.invariants.hold())
+        .map(|run| format!("seed {}: {:?}", run.seed, run.reasons))
+        .collect();
+    assert!(failures.is_empty(), "{failures:#?}");
+    // The runs really were under fire and really ran work.
+    for family in ["jenkins_", "aws_", "boot_"] {
+        assert!(
+            summary.faults.keys().any(|kind| kind.starts_with(family)),
+            "no {family}* fault injected: {:?}",
+            summary.faults
+        );
+    }
+    assert!(summary.instances > 0, "no agent launched");
+    assert!(summary.per_run.iter().all(|run| run.settled));
+}
+
+/// A farm of one master behind the AWS proxy, without a booter (agents never connect unless a
+/// test says so), for the regression tests of what `make chaos` found.
+struct OneMaster {
+    _moto: MotoServer,
+    proxy: AwsProxy,
+    sim: RunningSim,
+    config: FleetConfig,
+    fleet: Ec2Fleet,
+    ssm: aws_sdk_ssm::Client,
+    /// moto itself, not through the proxy: what really runs.
+    moto_ec2: aws_sdk_ec2::Client,
+}
+
+impl OneMaster {
+    async fn start(stack: &str) -> OneMaster {
+        let moto = MotoServer::start().expect("moto");
+        let proxy = AwsProxy::start(&moto.endpoint_url()).await.expect("proxy");
+        let network = moto.prepare_network().await.expect("network");
+        let template = create_agent_launch_template(&moto.sdk_config().await, stack)
+            .await
+            .expect("launch template");
+        let sim = Simulator::start(
+            SimConfig {
+                quiet_period: Duration::ZERO,
+                ..SimConfig::default()
+            },
+            "127.0.0.1:0".parse().unwrap(),
+        )
+        .await
+        .expect("simulator");
+        let mut config = demo_fleet(
+            stack,
+            &template.id,
+            &network.subnets,
+            &["master-a"],
+            Duration::from_secs(1),
+        );
+        config.boot_timeout_secs = 1;
+        for label in &mut config.labels {
+            label.spot = SpotPolicy::Never;
+            label.max_per_master = 2;
+        }
+        let sdk = sdk_config_for(&proxy.endpoint_url()).await;
+        OneMaster {
+            fleet: Ec2Fleet::new(aws_sdk_ec2::Client::new(&sdk), stack, template),
+            ssm: aws_sdk_ssm::Client::new(&sdk),
+            moto_ec2: aws_sdk_ec2::Client::new(&moto.sdk_config().await),
+            _moto: moto,
+            proxy,
+            sim,
+            config,
+        }
+    }
+
+    /// A scaler as a new invocation (a new process) gets it: no memory of earlier launches.
+    fn scaler(&self) -> Scaler<JenkinsClient, Ec2Fleet, SsmSecrets> {
+        let url = self.sim.url();
+        Scaler::new(
+            vec![MasterEndpoint {
+                name: "master-a".to_string(),
+                jenkins: JenkinsClient::new(JenkinsClient::http_client(), &url, "admin", "admin"),
+                url,
+            }],
+            self.fleet.clone(),
+            SsmSecrets::new(self.ssm.clone()),
+            self.config.clone(),
+            false,
+        )
+    }
+
+    fn submit(&self, job: &str, label: &str) {
+        self.sim
+            .sim()
+            .submit(
+                job,
+                Some(label),
+                Duration::from_millis(100),
+                JobKind::Freestyle,
+            )
+            .unwrap();
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// The defect `make chaos` found most (seeds 4, 10, 27, 37, 38, 47 and 49 of `RUNS=50
+/// SEED=1`): after an agent that never connected is removed as an orphan, the job it was
+/// launched for still waits and the template's instance set is what it was at that launch, so
+/// the plan derives the same `ClientToken` again. EC2 (here its proxy) answers with the first
+/// launch's instance, which is terminated (real EC2 answers `IdempotentInstanceTerminated`): no
+/// new agent ever starts and the job never runs. Ignored until the token changes once its
+/// instance is gone (shared/src/domain/scaling.rs `token_hasher`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "known defect: a ClientToken repeats after its instance was removed as an orphan"]
+async fn an_orphaned_launch_is_replaced_by_a_new_instance() {
+    let farm = OneMaster::start("orphan-token").await;
+    let mut scaler = farm.scaler();
+    farm.submit("job", "docker");
+    let mut first = None;
+    for _ in 0..5 {
+        if let Some(id) = scaler.tick(now_ms()).await.launched.first() {
+            first = Some(id.clone());
+            break;
+        }
+    }
+    let first = first.expect("a launch for the job");
+    tokio::time::sleep(Duration::from_millis(1_100)).await; // past the boot timeout
+    let removal = scaler.tick(now_ms()).await;
+    assert_eq!(removal.orphans_removed, vec![first.clone()]);
+    let mut relaunched = Vec::new();
+    for _ in 0..5 {
+        relaunched.extend(scaler.tick(now_ms()).await.launched);
+    }
+    assert!(
+        !relaunched.is_empty() && !relaunched.contains(&first),
+        "the job needs a new agent, not the terminated {first} again: {relaunched:?}"
+    );
+}
+
+/// The cap overshoot `make chaos` found (seed 34): EC2 lists fresh instances late (eventual
+/// consistency), and only the process that launched them remembers them. An invocation in
+/// another process (the lease passed to it, or a cold start) counts neither against the caps
+/// and launches again, and takes their nodes for orphans. Ignored until the scaler counts the
+/// nodes of its own instances it cannot see yet (shared/src/domain/scaling.rs, handlers/queue_scaler).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "known defect: a new invocation does not count fresh instances EC2 does not list yet"]
+async fn a_new_invocation_keeps_the_cap_while_ec2_hides_fresh_instances() {
+    let farm = OneMaster::start("hidden-cap").await;
+    farm.proxy.hide_new_instances_for(Duration::from_secs(30));
+    let mut first = farm.scaler();
+    let mut launched = Vec::new();
+    // Two jobs one after the other: the second launch is planned with the first in sight.
+    for n in 0..2 {
+        farm.submit(&format!("job-{n}"), "docker-large");
+        for _ in 0..3 {
+            launched.extend(first.tick(now_ms()).await.launched);
+            if launched.len() > n {
+                break;
+            }
+        }
+    }
+    assert_eq!(
+        launched.len(),
+        2,
+        "one agent per job, the cap of 2: {launched:?}"
+    );
+    // The next invocation runs in another process.
+    let mut second = farm.scaler();
+    let mut nodes_removed = Vec::new();
+    for _ in 0..3 {
+        nodes_removed.extend(second.tick(now_ms()).await.orphans_removed);
+    }
+    let live = longshore_tests::live_instances(&farm.moto_ec2, "hidden-cap").await;
+    assert!(
+        live.len() <= 2 && nodes_removed.is_empty(),
+        "the cap of 2 is full: {} live instances; nodes of live agents removed: {nodes_removed:?}",
+        live.len()
+    );
+}
