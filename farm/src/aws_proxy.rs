@@ -5,6 +5,8 @@
 //!   other parameters fails with `IdempotentParameterMismatch` ("Ensuring idempotency in Amazon
 //!   EC2 API requests", EC2 API reference). moto 5.2.5 ignores the token and launches again.
 //!   The proxy keeps each token's request and answer, so a retried request behaves as on AWS.
+//!   Once the token's instance is terminated, EC2 answers `IdempotentInstanceTerminated`
+//!   instead of the old result; the proxy does too (for terminations made through it).
 //! - **Faults on purpose.** Rules inject what AWS answers under load or when it is out of
 //!   capacity: throttling, 5xx, `InsufficientInstanceCapacity`, a request that succeeded but whose
 //!   answer is lost (the caller sees a 500 and retries), or a delay. Each rule can be limited to
@@ -135,6 +137,9 @@ struct ProxyState {
     hide_new_for: Duration,
     /// Instances launched through the proxy and when.
     launched_at: HashMap<String, Instant>,
+    /// Instances terminated through the proxy: a token whose launch they were no longer
+    /// replays it (EC2 answers `IdempotentInstanceTerminated`).
+    terminated: std::collections::HashSet<String>,
     stats: ProxyStats,
     /// ClientToken → (the request's parameters without the token, moto's answer once known).
     tokens: HashMap<String, TokenEntry>,
@@ -307,6 +312,14 @@ async fn handle(
         Some(AwsFault::LoseResponse) | None => {}
         Some(other) => return error_response(request.protocol, &other),
     }
+    if request.action.as_deref() == Some("TerminateInstances") {
+        let ids = request
+            .params
+            .iter()
+            .filter(|(name, _)| name.starts_with("InstanceId."))
+            .map(|(_, id)| id.clone());
+        shared.lock().terminated.extend(ids);
+    }
     if request.action.as_deref() == Some("RunInstances") {
         return run_instances(&shared, &request, fault, method, uri, headers, body).await;
     }
@@ -367,6 +380,19 @@ async fn run_instances(
                     StatusCode::BAD_REQUEST,
                     "IdempotentParameterMismatch",
                     "The client token you have provided is associated with a resource that is already deleted or has different parameters.",
+                );
+            }
+            Some(TokenEntry {
+                answer: Some((_, body)),
+                ..
+            }) if instance_ids(&String::from_utf8_lossy(body))
+                .iter()
+                .any(|id| state.terminated.contains(id)) =>
+            {
+                return ec2_error(
+                    StatusCode::BAD_REQUEST,
+                    "IdempotentInstanceTerminated",
+                    "The client token you have provided is associated with an instance that is already terminated.",
                 );
             }
             Some(TokenEntry {

@@ -94,6 +94,18 @@ async fn a_client_token_seen_before_launches_nothing_and_returns_the_first_insta
     assert_eq!(stats.launches_forwarded, 2);
     assert_eq!(stats.idempotent_replays, 1);
     assert_eq!(stats.idempotency_mismatches, 1);
+
+    // Once its instance is terminated, the token no longer replays: EC2 refuses it.
+    ec2.terminate_instances()
+        .instance_ids(id(&first).expect("instance id"))
+        .send()
+        .await
+        .expect("terminate");
+    let refused = run(&ec2, &image, "token-1", InstanceType::T3Micro)
+        .send()
+        .await
+        .expect_err("the token's instance is terminated");
+    assert_eq!(refused.code(), Some("IdempotentInstanceTerminated"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

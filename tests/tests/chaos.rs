@@ -134,14 +134,12 @@ fn now_ms() -> i64 {
 }
 
 /// The defect `make chaos` found most (seeds 4, 10, 27, 37, 38, 47 and 49 of `RUNS=50
-/// SEED=1`): after an agent that never connected is removed as an orphan, the job it was
-/// launched for still waits and the template's instance set is what it was at that launch, so
-/// the plan derives the same `ClientToken` again. EC2 (here its proxy) answers with the first
-/// launch's instance, which is terminated (real EC2 answers `IdempotentInstanceTerminated`): no
-/// new agent ever starts and the job never runs. Ignored until the token changes once its
-/// instance is gone (shared/src/domain/scaling.rs `token_hasher`).
+/// SEED=1`), now fixed: after an agent that never connected is removed as an orphan, the job it
+/// was launched for still waits and the template's instance set is what it was at that launch,
+/// so the plan derives the same `ClientToken` again. EC2 (and the proxy) answer
+/// `IdempotentInstanceTerminated`; the scaler moves on to the next token of a fixed sequence
+/// and a new agent starts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "known defect: a ClientToken repeats after its instance was removed as an orphan"]
 async fn an_orphaned_launch_is_replaced_by_a_new_instance() {
     let farm = OneMaster::start("orphan-token").await;
     let mut scaler = farm.scaler();
@@ -157,7 +155,8 @@ async fn an_orphaned_launch_is_replaced_by_a_new_instance() {
     tokio::time::sleep(Duration::from_millis(1_100)).await; // past the boot timeout
     let removal = scaler.tick(now_ms()).await;
     assert_eq!(removal.orphans_removed, vec![first.clone()]);
-    let mut relaunched = Vec::new();
+    // The removal tick plans the replacement too: orphans do not count as supply.
+    let mut relaunched = removal.launched.clone();
     for _ in 0..5 {
         relaunched.extend(scaler.tick(now_ms()).await.launched);
     }

@@ -25,8 +25,11 @@ use crate::domain::scaling::{
     self, Instance, Launch, MasterSnapshot, MasterView, Node, Plan, Snapshot, WaitingItem,
     standby_node_name,
 };
-use crate::error::JenkinsError;
+use crate::error::{AwsError, JenkinsError};
 use crate::ports::{Fleet, Jenkins, Secrets};
+
+/// How many follow-up tokens a launch tries when EC2 says its token's instance is terminated.
+const TERMINATED_TOKEN_RETRIES: u32 = 5;
 
 /// EC2 error codes meaning "no capacity here": the next candidate is tried.
 const CAPACITY_ERRORS: [&str; 8] = [
@@ -316,7 +319,7 @@ impl<J: Jenkins, F: Fleet, S: Secrets> Scaler<J, F, S> {
                 // One token per candidate: EC2 refuses a token reused with other parameters.
                 client_token: format!("{}-{index}", launch.client_token),
             };
-            match self.fleet.launch(&spec).await {
+            match self.launch_with_fresh_token_if_terminated(spec).await {
                 Ok(id) => {
                     instance_id = Some((id, candidate.subnet_id.clone()));
                     break;
@@ -361,6 +364,28 @@ impl<J: Jenkins, F: Fleet, S: Secrets> Scaler<J, F, S> {
                 }
             }
         }
+    }
+
+    /// One RunInstances. A plan can derive a token whose instance is gone already: when an
+    /// agent that never connected was removed as an orphan, its template's instances are again
+    /// what they were at its launch. EC2 then answers `IdempotentInstanceTerminated`; the next
+    /// token of a fixed sequence (`…-r1`, `…-r2`) is tried, so a retried tick still sends the
+    /// same tokens in the same order.
+    async fn launch_with_fresh_token_if_terminated(
+        &self,
+        mut spec: LaunchSpec,
+    ) -> Result<String, AwsError> {
+        let base = spec.client_token.clone();
+        for retry in 1..=TERMINATED_TOKEN_RETRIES {
+            match self.fleet.launch(&spec).await {
+                Err(err) if err.code == "IdempotentInstanceTerminated" => {
+                    info!(token = %spec.client_token, "the token's instance is terminated; launching with the next token");
+                    spec.client_token = format!("{base}-r{retry}");
+                }
+                other => return other,
+            }
+        }
+        self.fleet.launch(&spec).await
     }
 
     /// Creates the agent's node (or finds it, on a retried tick) and stores its secret.
