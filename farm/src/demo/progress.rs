@@ -92,7 +92,7 @@ impl Progress {
             })
             .collect();
         format!(
-            "{:>4}s | {} | instances {:>2} | done {}/{}",
+            "{:>4}s | {} | instances {:>2} | builds ended {}/{}",
             elapsed.as_secs(),
             per_label.join(" | "),
             seen.live_instances,

@@ -92,6 +92,13 @@ pub fn timeline_png(samples: &[Sample], faults: &[FaultRecord]) -> Vec<u8> {
         canvas.text(x + 3, TOP + 4 + (n as i64 % 4) * 10, &tag, 1, FAULT);
     }
     legend(&mut canvas, &series.map(|(name, colour, _)| (name, colour)));
+    canvas.text(
+        LEFT + 420,
+        bottom + 62,
+        "A MASTER THAT CANNOT BE READ IS DRAWN AS LAST SEEN",
+        1,
+        BLACK,
+    );
     for (n, fault) in faults.iter().enumerate() {
         let line = format!("F{} AT {:.0}S: {}", n + 1, fault.at_s, fault.kind.label());
         canvas.text(LEFT, bottom + 62 + n as i64 * 12, &line, 1, FAULT);
