@@ -1,34 +1,47 @@
-//! `make demo`: the whole local farm against a job trace, with live progress and a summary.
+//! `make demo`: the whole local farm against a job trace, with faults midway, live progress,
+//! a summary and a timeline.
 //!
 //! moto stands in for AWS, two Jenkins simulators for the masters, the booter for the agents'
 //! boot; the agents' launch template carries the real user data from `infra/agent/`. The real
 //! queue-scaler binary runs under `cargo lambda watch` and the farm invokes it every minute with
-//! the EventBridge schedule event, as AWS would. Jobs are submitted from a seeded trace. The run
-//! ends once every job has run and every agent has been retired, or at a deadline; the exit
-//! status says whether the invariants held.
+//! the EventBridge schedule event, as AWS would; it reaches moto through the farm's AWS proxy,
+//! which can refuse capacity in a zone. The real recovery binary runs beside it and gets the
+//! events AWS would send when the farm injects a fault ([`faults`]). Jobs are submitted from a
+//! seeded trace. The run ends once every job has run (or was lost to an injected fault) and
+//! every agent has been retired, or at a deadline; the exit status says whether the
+//! invariants held.
 
+pub mod faults;
 pub mod fleet;
+pub mod inject;
 pub mod observe;
 pub mod progress;
+pub mod timeline;
 pub mod trace;
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use std::sync::Arc;
-
-use longshore::adapters::aws::ec2::{Ec2Fleet, LaunchTemplateRef};
+use longshore::adapters::aws::ec2::Ec2Fleet;
 use longshore::adapters::jenkins::JenkinsClient;
+use longshore::domain::fleet::FleetConfig;
 use serde::Serialize;
 
+use crate::aws_proxy::AwsProxy;
 use crate::booter::{Booter, BooterConfig};
-use crate::jenkins::{JobKind, RunningSim, SimConfig, Simulator};
+use crate::jenkins::{JobKind, RunningSim, SimConfig, SimStats, Simulator};
 use crate::lambda::{FunctionSpec, Invocation, LambdaFarm};
 use crate::moto::MotoServer;
 use crate::stack;
+use faults::FaultRecord;
 use fleet::demo_fleet;
-use observe::Observer;
+use inject::{FarmHandles, Injector};
+use observe::{Observer, Seen};
 use progress::Progress;
+use timeline::Sample;
+use trace::TraceJob;
 
 /// The stack name the demo's resources are tagged with.
 const STACK: &str = "longshore-demo";
@@ -41,6 +54,8 @@ const SCHEDULE: Duration = Duration::from_secs(60);
 /// Where the stack keeps what the scaler reads.
 const FLEET_PARAMETER: &str = "/longshore/longshore-demo/config/fleet";
 const LEASE_TABLE: &str = "longshore-demo-scaler-lease";
+const RECOVERY_TABLE: &str = "longshore-demo-recovery-state";
+const ALERT_TOPIC: &str = "longshore-demo-alerts";
 const JENKINS_SECRET: &str = "longshore-demo/jenkins-scaler";
 /// The EventBridge schedule event the farm delivers (a real sample: ../shared/fixtures).
 const SCHEDULE_EVENT: &str = r#"{"version":"0","id":"53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa","detail-type":"Scheduled Event","source":"aws.events","account":"123456789012","time":"2015-10-08T16:53:06Z","region":"us-east-1","resources":["arn:aws:events:us-east-1:123456789012:rule/longshore-demo-scaler"],"detail":{}}"#;
@@ -64,9 +79,12 @@ pub struct DemoOptions {
     #[arg(long, default_value_t = 8)]
     pub idle_secs: u64,
     /// Wall-clock limit of the whole run, in seconds.
-    #[arg(long, default_value_t = 170)]
+    #[arg(long, default_value_t = 200)]
     pub deadline_secs: u64,
-    /// Where the summary goes.
+    /// Inject no faults (the run of the previous demo).
+    #[arg(long)]
+    pub no_faults: bool,
+    /// Where the summary and the timeline go.
     #[arg(long, default_value = "out/demo")]
     pub out: PathBuf,
 }
@@ -82,191 +100,471 @@ pub enum DemoError {
     Setup(String),
 }
 
+/// Error counts, by who saw them.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ErrorCounts {
+    /// Reads of a master or EC2 by the demo's observer that failed (a master answering 500 or
+    /// down shows here: expected while that fault lasts).
+    pub observer_unreadable: usize,
+    /// `ERROR` log lines of the queue-scaler.
+    pub scaler_error_lines: usize,
+    /// `ERROR` log lines of recovery.
+    pub recovery_error_lines: usize,
+    /// Event deliveries recovery answered with an error (each retried, as EventBridge does).
+    pub recovery_failed_deliveries: usize,
+}
+
 /// What the run achieved; written to `summary.json`.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct DemoReport {
+    pub seed: u64,
+    pub speed: f64,
     pub jobs_submitted: usize,
+    /// Builds that ran to the end (lost builds not included).
     pub jobs_completed: usize,
-    pub builds_lost: usize,
+    /// Builds running on an agent a fault took (Spot interruption) or on the killed master.
+    pub builds_lost_to_faults: usize,
+    /// Builds queued on the killed master: its replacement starts empty.
+    pub builds_queued_on_killed_master: usize,
+    /// Builds lost on an agent no fault touched: only the scaler could have killed those.
+    pub builds_lost_otherwise: usize,
+    /// Distinct agents behind `builds_lost_otherwise`.
+    pub busy_agents_killed: usize,
     pub wait_p50_s: f64,
     pub wait_p95_s: f64,
     pub wait_max_s: f64,
     pub agents_launched: usize,
-    pub agents_retired: usize,
+    /// Instances terminated that no fault took: the scaler's retirements.
+    pub agents_retired_by_scaler: usize,
+    /// Instances terminated by the faults (EC2 reclaiming Spot, recovery retiring the killed
+    /// master's agents).
+    pub agents_terminated_by_faults: usize,
     pub agent_seconds: f64,
+    pub agent_hours: f64,
+    pub max_live_instances: usize,
+    /// Looks at the farm that found more instances than a cap allows (stack-wide, or per
+    /// master and label).
+    pub cap_overshoots: usize,
+    /// `InsufficientInstanceCapacity` answers the AWS proxy gave the scaler.
+    pub insufficient_capacity_answers: u64,
+    /// Instances, agent nodes and agent secrets left at the end.
     pub orphans_left: usize,
-    pub errors: usize,
+    pub orphan_instances: usize,
+    pub orphan_nodes: usize,
+    pub orphan_secrets: usize,
+    pub errors: ErrorCounts,
+    pub recovery_events_delivered: usize,
+    pub faults: Vec<FaultRecord>,
     pub wall_s: f64,
 }
 
 impl DemoReport {
-    /// Every job ran, no build lost its agent, nothing was left behind.
+    /// Every job ran or was lost to an injected fault, no busy agent was killed otherwise, no
+    /// cap was exceeded, nothing was left behind.
     pub fn invariants_hold(&self) -> bool {
-        self.jobs_completed == self.jobs_submitted
-            && self.builds_lost == 0
+        self.jobs_completed + self.builds_lost_to_faults + self.builds_queued_on_killed_master
+            == self.jobs_submitted
+            && self.builds_lost_otherwise == 0
+            && self.busy_agents_killed == 0
+            && self.cap_overshoots == 0
             && self.orphans_left == 0
     }
+}
+
+/// The running farm.
+struct Farm {
+    moto: MotoServer,
+    sdk: aws_config::SdkConfig,
+    proxy: AwsProxy,
+    sims: Vec<Option<RunningSim>>,
+    lambdas: Arc<LambdaFarm>,
+    fleet: Ec2Fleet,
+    config: FleetConfig,
+    /// The agents' subnets, one per zone.
+    subnets: Vec<String>,
 }
 
 /// Runs the demo end to end.
 pub async fn run(options: DemoOptions) -> Result<DemoReport, DemoError> {
     let started = Instant::now();
     let speed = options.speed.max(0.01);
-    println!("longshore demo: starting moto and two Jenkins masters…");
-    let moto = MotoServer::start()?;
-    let sdk = moto.sdk_config().await;
-    let network = moto.prepare_network().await?;
-    let template = stack::create_agent_launch_template(&sdk, STACK)
-        .await
-        .map_err(setup)?;
-
-    let mut sims: Vec<RunningSim> = Vec::new();
-    for name in MASTERS {
-        let config = SimConfig {
-            name: name.to_string(),
-            quiet_period: Duration::ZERO,
-            ..SimConfig::default()
-        };
-        sims.push(Simulator::start(config, "127.0.0.1:0".parse().map_err(setup)?).await?);
-    }
+    println!("longshore demo: starting moto, the AWS proxy, two Jenkins masters, the Lambdas…");
+    let mut farm = start_farm(&options).await?;
     let http = JenkinsClient::http_client();
-    let clients: Vec<JenkinsClient> = sims
+    let clients: Vec<JenkinsClient> = farm
+        .sims
         .iter()
+        .flatten()
         .map(|sim| JenkinsClient::new(http.clone(), &sim.url(), "admin", "admin"))
         .collect();
-
     let mut booter_config = BooterConfig::new(STACK);
     booter_config.boot_delay = Duration::from_secs(options.boot_delay_secs);
     booter_config.poll_interval = Duration::from_millis(500);
-    let booter = Booter::new(&sdk, booter_config).spawn();
+    let booter = Booter::new(&farm.sdk, booter_config).spawn();
+    let schedule = tokio::spawn(invoke_on_schedule(farm.lambdas.clone()));
+    let mut observer = Observer::new(farm.fleet.clone(), clients);
+    let ec2 = aws_sdk_ec2::Client::new(&farm.sdk);
 
-    let lambdas = start_scaler(&sdk, &moto, &network, &template, &sims, &options).await?;
-    let lambdas = Arc::new(lambdas);
-    let schedule = tokio::spawn(invoke_on_schedule(lambdas.clone()));
-    let fleet = Ec2Fleet::new(aws_sdk_ec2::Client::new(&sdk), STACK, template);
-    let mut observer = Observer::new(fleet, clients);
-
-    let trace = trace::synthetic(options.seed, options.jobs, sims.len());
+    let trace = trace::synthetic(options.seed, options.jobs, MASTERS.len());
+    let span = trace.last().map_or(Duration::ZERO, |job| job.at);
+    let mut steps = if options.no_faults {
+        Vec::new()
+    } else {
+        faults::schedule(span, speed)
+    };
+    steps.reverse();
     println!(
-        "replaying {} builds on labels {:?} across {} masters at speed {speed}",
+        "replaying {} builds on labels {:?} across {} masters at speed {speed}; {} faults midway",
         trace.len(),
         trace::LABELS,
-        sims.len()
+        MASTERS.len(),
+        if options.no_faults { 0 } else { 4 }
     );
+    let mut injector = Injector::new(farm.subnets.clone(), speed);
     let mut progress = Progress::new(trace.len());
+    let mut samples: Vec<Sample> = Vec::new();
+    let mut cap_overshoots = 0;
+    let mut max_live = 0;
+    let mut unreadable = 0;
+    let mut seen = Seen::default();
     let mut next = 0;
     let deadline = started + Duration::from_secs(options.deadline_secs);
     let replay_start = Instant::now();
     loop {
-        let elapsed = replay_start.elapsed().as_secs_f64() * speed;
-        while next < trace.len() && trace[next].at.as_secs_f64() <= elapsed {
+        let elapsed = replay_start.elapsed();
+        let trace_now = elapsed.as_secs_f64() * speed;
+        while next < trace.len() && trace[next].at.as_secs_f64() <= trace_now {
             let job = &trace[next];
-            let duration = job.duration.div_f64(speed);
-            if let Err(err) = sims[job.master].sim().submit(
-                &job.job,
-                Some(job.label),
-                duration,
-                JobKind::Freestyle,
-            ) {
-                tracing::warn!(job = %job.job, error = %err, "cannot submit");
+            match &farm.sims[job.master] {
+                Some(sim) if !injector.is_down(job.master) => submit(sim, job, speed),
+                _ => injector.deferred.push(job.clone()),
             }
             next += 1;
         }
-        let stats: Vec<_> = sims.iter().map(|sim| sim.sim().stats()).collect();
-        let seen = observer.observe(&stats).await;
+        while steps.last().is_some_and(|step| step.at <= elapsed) {
+            let Some(step) = steps.pop() else { break };
+            let handles = FarmHandles {
+                lambdas: &farm.lambdas,
+                ec2: &ec2,
+                fleet: &farm.fleet,
+                proxy: &farm.proxy,
+                sims: &mut farm.sims,
+                masters: &MASTERS,
+                seen: &seen,
+            };
+            let line = injector
+                .step(step.action, handles, elapsed.as_secs_f64())
+                .await;
+            progress.announce(replay_start.elapsed(), &line);
+        }
+        let stats = all_stats(&farm.sims, &injector);
+        seen = observer.observe(&stats).await;
         progress.draw(replay_start.elapsed(), &seen);
-        let live_agents = seen.live_instances;
-        let completed = completed(&stats);
-        let all_done = next == trace.len() && completed + lost(&stats) >= trace.len();
-        if (all_done && live_agents == 0) || Instant::now() >= deadline {
+        samples.push(sample(replay_start.elapsed(), &seen));
+        max_live = max_live.max(seen.live_instances);
+        unreadable += seen.unreadable;
+        if over_cap(&farm.config, &seen) {
+            cap_overshoots += 1;
+        }
+        // A lost build is a finished (failed) build too: `completed` counts it.
+        let accounted = completed(&stats) + queued_on_killed(&injector);
+        let all_done = next == trace.len()
+            && steps.is_empty()
+            && injector.deferred.is_empty()
+            && accounted >= trace.len();
+        if (all_done && seen.live_instances == 0) || Instant::now() >= deadline {
             break;
         }
         tokio::time::sleep(TICK).await;
     }
     progress.finish();
 
-    let stats: Vec<_> = sims.iter().map(|sim| sim.sim().stats()).collect();
+    let stats = all_stats(&farm.sims, &injector);
     let seen = observer.observe(&stats).await;
+    let secrets = agent_secrets_left(&farm.sdk).await;
+    schedule.abort();
+    let mut report = account(&stats, &injector, &observer, &seen, next);
+    report.seed = options.seed;
+    report.speed = speed;
+    report.agent_seconds = progress.agent_seconds();
+    report.agent_hours = report.agent_seconds / 3600.0;
+    report.max_live_instances = max_live;
+    report.cap_overshoots = cap_overshoots;
+    report.insufficient_capacity_answers = farm
+        .proxy
+        .stats()
+        .faults
+        .get("insufficient_capacity")
+        .copied()
+        .unwrap_or(0);
+    report.orphan_secrets = secrets;
+    report.orphans_left = report.orphan_instances + report.orphan_nodes + report.orphan_secrets;
+    report.errors = ErrorCounts {
+        observer_unreadable: unreadable + seen.unreadable,
+        scaler_error_lines: error_lines(&farm.lambdas, "queue-scaler"),
+        recovery_error_lines: error_lines(&farm.lambdas, "recovery"),
+        recovery_failed_deliveries: injector.event_failures,
+    };
+    report.recovery_events_delivered = injector.events_delivered;
+    write_logs(&options.out, &farm.lambdas);
+    report.faults = injector.records.clone();
+    report.wall_s = started.elapsed().as_secs_f64();
+    drop(farm.lambdas);
+    booter.shutdown().await;
+    for sim in farm.sims.into_iter().flatten() {
+        sim.shutdown().await;
+    }
+    drop(farm.proxy);
+    drop(farm.moto);
+    progress::print_summary(&report);
+    write_outputs(&options.out, &report, &samples);
+    Ok(report)
+}
+
+/// Submits one trace job to a master, its duration compressed by `speed`.
+pub(crate) fn submit(sim: &RunningSim, job: &TraceJob, speed: f64) {
+    let duration = job.duration.div_f64(speed.max(0.01));
+    if let Err(err) = sim
+        .sim()
+        .submit(&job.job, Some(job.label), duration, JobKind::Freestyle)
+    {
+        tracing::warn!(job = %job.job, error = %err, "cannot submit");
+    }
+}
+
+/// The counters of every master that ran: the live ones and the killed one's at its death.
+fn all_stats(sims: &[Option<RunningSim>], injector: &Injector) -> Vec<SimStats> {
+    sims.iter()
+        .flatten()
+        .map(|sim| sim.sim().stats())
+        .chain(injector.killed_stats.iter().cloned())
+        .collect()
+}
+
+/// Builds that ended, including the lost ones (they end as failures).
+fn completed(stats: &[SimStats]) -> usize {
+    stats.iter().map(|s| s.builds_completed as usize).sum()
+}
+
+fn lost(stats: &[SimStats]) -> usize {
+    stats.iter().map(|s| s.builds_lost.len()).sum()
+}
+
+fn queued_on_killed(injector: &Injector) -> usize {
+    injector.killed_stats.iter().map(|s| s.queue_length).sum()
+}
+
+fn sample(elapsed: Duration, seen: &Seen) -> Sample {
+    let mut sample = Sample {
+        t_s: elapsed.as_secs_f64(),
+        ..Sample::default()
+    };
+    for line in seen.labels.values() {
+        sample.queued += line.queued;
+        sample.booting += line.booting;
+        sample.idle += line.idle;
+        sample.busy += line.busy;
+        sample.offline += line.offline;
+    }
+    sample
+}
+
+/// More live instances than the stack-wide cap, or than a template's per-master cap.
+fn over_cap(config: &FleetConfig, seen: &Seen) -> bool {
+    seen.live_instances > config.max_agents as usize
+        || seen.per_master_label.iter().any(|((_, label), count)| {
+            config
+                .labels
+                .iter()
+                .find(|t| t.name == *label)
+                .is_some_and(|t| *count > t.max_per_master as usize)
+        })
+}
+
+/// Splits lost builds by cause and puts the run's numbers together.
+fn account(
+    stats: &[SimStats],
+    injector: &Injector,
+    observer: &Observer,
+    seen: &Seen,
+    submitted: usize,
+) -> DemoReport {
+    let live_count = stats.len() - injector.killed_stats.len();
+    let (live, killed) = stats.split_at(live_count);
+    let mut lost_to_faults: usize = killed.iter().map(|s| s.builds_lost.len()).sum();
+    let mut killed_agents = BTreeSet::new();
+    let mut lost_otherwise = 0;
+    for build in live.iter().flat_map(|s| s.builds_lost.iter()) {
+        if injector.interrupted.contains(&build.node)
+            || injector.of_killed_master.contains(&build.node)
+        {
+            lost_to_faults += 1;
+        } else {
+            lost_otherwise += 1;
+            killed_agents.insert(build.node.clone());
+        }
+    }
     let mut waits: Vec<f64> = stats
         .iter()
         .flat_map(|s| s.waits.iter().map(|w| w.wait_ms as f64 / 1000.0))
         .collect();
     waits.sort_by(f64::total_cmp);
-    let report = DemoReport {
-        jobs_submitted: next,
-        jobs_completed: completed(&stats),
-        builds_lost: lost(&stats),
+    let by_faults = observer
+        .gone()
+        .filter(|id| injector.interrupted.contains(*id) || injector.of_killed_master.contains(*id))
+        .count();
+    DemoReport {
+        jobs_submitted: submitted,
+        jobs_completed: completed(stats) - lost(stats),
+        builds_lost_to_faults: lost_to_faults,
+        builds_queued_on_killed_master: queued_on_killed(injector),
+        builds_lost_otherwise: lost_otherwise,
+        busy_agents_killed: killed_agents.len(),
         wait_p50_s: percentile(&waits, 0.50),
         wait_p95_s: percentile(&waits, 0.95),
         wait_max_s: waits.last().copied().unwrap_or(0.0),
         agents_launched: observer.launched(),
-        agents_retired: observer.retired(),
-        agent_seconds: progress.agent_seconds(),
-        orphans_left: seen.live_instances + seen.agent_nodes,
-        errors: seen.unreadable,
-        wall_s: started.elapsed().as_secs_f64(),
-    };
-    schedule.abort();
-    let scaler_errors = lambdas
-        .logs("queue-scaler")
-        .matches("\"level\":\"ERROR\"")
-        .count();
-    drop(lambdas);
-    booter.shutdown().await;
-    for sim in sims {
-        sim.shutdown().await;
+        agents_retired_by_scaler: observer.retired() - by_faults,
+        agents_terminated_by_faults: by_faults,
+        orphan_instances: seen.live_instances,
+        orphan_nodes: seen.agent_nodes,
+        ..DemoReport::default()
     }
-    drop(moto);
-    progress::print_summary(&report, scaler_errors);
-    write_summary(&options.out, &report);
-    Ok(report)
 }
 
-fn completed(stats: &[crate::jenkins::SimStats]) -> usize {
-    stats.iter().map(|s| s.builds_completed as usize).sum()
+fn error_lines(lambdas: &LambdaFarm, function: &str) -> usize {
+    lambdas
+        .logs(function)
+        .matches("\"level\":\"ERROR\"")
+        .count()
 }
 
-fn lost(stats: &[crate::jenkins::SimStats]) -> usize {
-    stats.iter().map(|s| s.builds_lost.len()).sum()
+/// Agent secrets (`/longshore/<stack>/agents/…` in SSM) still stored.
+async fn agent_secrets_left(sdk: &aws_config::SdkConfig) -> usize {
+    let ssm = aws_sdk_ssm::Client::new(sdk);
+    let mut pages = ssm
+        .get_parameters_by_path()
+        .path(format!("/longshore/{STACK}/agents/"))
+        .recursive(true)
+        .into_paginator()
+        .send();
+    let mut count = 0;
+    while let Some(page) = pages.next().await {
+        match page {
+            Ok(page) => count += page.parameters().len(),
+            Err(err) => {
+                eprintln!(
+                    "cannot list agent secrets: {}",
+                    aws_sdk_ssm::error::DisplayErrorContext(err)
+                );
+                break;
+            }
+        }
+    }
+    count
 }
 
-/// Puts into moto what the stack and config-resolver would hold for the scaler, and starts the
-/// real queue-scaler binary under `cargo lambda watch`.
-async fn start_scaler(
-    sdk: &aws_config::SdkConfig,
-    moto: &MotoServer,
-    network: &crate::moto::TestNetwork,
-    template: &LaunchTemplateRef,
-    sims: &[RunningSim],
-    options: &DemoOptions,
-) -> Result<LambdaFarm, DemoError> {
+/// Starts moto, the AWS proxy, the masters, and both Lambdas with what the stack would hold.
+async fn start_farm(options: &DemoOptions) -> Result<Farm, DemoError> {
+    let moto = MotoServer::start()?;
+    let sdk = moto.sdk_config().await;
+    let network = moto.prepare_network().await?;
+    let template = stack::create_agent_launch_template(&sdk, STACK)
+        .await
+        .map_err(setup)?;
+    let proxy = AwsProxy::start(&moto.endpoint_url()).await.map_err(setup)?;
+    let mut sims = Vec::new();
+    for name in MASTERS {
+        let config = SimConfig {
+            name: name.to_string(),
+            quiet_period: Duration::ZERO,
+            ..SimConfig::default()
+        };
+        sims.push(Some(
+            Simulator::start(config, "127.0.0.1:0".parse().map_err(setup)?).await?,
+        ));
+    }
     let idle = Duration::from_secs(options.idle_secs);
     let config = demo_fleet(STACK, &template.id, &network.subnets, &MASTERS, idle);
-    stack::put_fleet_config(sdk, FLEET_PARAMETER, &config)
+    let subnets = network
+        .subnets
+        .iter()
+        .map(|s| s.subnet_id.clone())
+        .collect();
+    let lambdas = start_lambdas(&sdk, &moto, &proxy, &config, &sims).await?;
+    let fleet = Ec2Fleet::new(aws_sdk_ec2::Client::new(&sdk), STACK, template);
+    Ok(Farm {
+        moto,
+        sdk,
+        proxy,
+        sims,
+        lambdas: Arc::new(lambdas),
+        fleet,
+        config,
+        subnets,
+    })
+}
+
+/// Puts into moto what the stack and config-resolver would hold for the Lambdas, and starts
+/// the real queue-scaler and recovery binaries under `cargo lambda watch`.
+async fn start_lambdas(
+    sdk: &aws_config::SdkConfig,
+    moto: &MotoServer,
+    proxy: &AwsProxy,
+    config: &FleetConfig,
+    sims: &[Option<RunningSim>],
+) -> Result<LambdaFarm, DemoError> {
+    stack::put_fleet_config(sdk, FLEET_PARAMETER, config)
         .await
         .map_err(setup)?;
     stack::create_lease_table(sdk, LEASE_TABLE)
         .await
         .map_err(setup)?;
+    stack::create_lease_table(sdk, RECOVERY_TABLE)
+        .await
+        .map_err(setup)?;
     stack::create_jenkins_secret(sdk, JENKINS_SECRET, "admin", "admin")
         .await
         .map_err(setup)?;
+    let topic = aws_sdk_sns::Client::new(sdk)
+        .create_topic()
+        .name(ALERT_TOPIC)
+        .send()
+        .await
+        .map_err(|err| setup(aws_sdk_sns::error::DisplayErrorContext(err)))?
+        .topic_arn
+        .ok_or_else(|| setup("CreateTopic answered no ARN"))?;
     let masters: Vec<String> = sims
         .iter()
+        .flatten()
         .zip(MASTERS)
         .map(|(sim, name)| format!("{name}={}", sim.url()))
         .collect();
-    let spec = FunctionSpec::new("queue-scaler")
-        .env("AWS_ENDPOINT_URL", moto.endpoint_url())
+    let masters = masters.join(",");
+    let scaler = FunctionSpec::new("queue-scaler")
+        .env("AWS_ENDPOINT_URL", proxy.endpoint_url())
         .env("LONGSHORE_STACK", STACK)
         .env("FLEET_CONFIG_PARAMETER", FLEET_PARAMETER)
         .env("LEASE_TABLE", LEASE_TABLE)
         .env("JENKINS_SECRET", JENKINS_SECRET)
-        .env("LONGSHORE_MASTERS", masters.join(","))
+        .env("LONGSHORE_MASTERS", &masters)
         .env("POLL_INTERVAL", "2s")
         .env("INVOCATION_BUDGET", "55s")
+        .env("RUST_LOG", "info")
         .timeout(SCHEDULE);
-    LambdaFarm::start(&[spec]).await.map_err(setup)
+    let recovery = FunctionSpec::new("recovery")
+        .env("AWS_ENDPOINT_URL", moto.endpoint_url())
+        .env("LONGSHORE_STACK", STACK)
+        .env("STATE_TABLE", RECOVERY_TABLE)
+        .env("ALERT_TOPIC_ARN", topic)
+        .env("JENKINS_SECRET", JENKINS_SECRET)
+        .env("LONGSHORE_ECS_CLUSTER", inject::CLUSTER)
+        .env("LONGSHORE_MASTER_SERVICES", MASTERS.join(","))
+        .env("LONGSHORE_MASTER_ASG", inject::MASTER_ASG)
+        .env("LONGSHORE_MASTERS", &masters)
+        .env("RUST_LOG", "info")
+        .timeout(SCHEDULE);
+    LambdaFarm::start(&[scaler, recovery]).await.map_err(setup)
 }
 
 /// EventBridge's part: the schedule event every minute, as `rate(1 minute)` delivers it.
@@ -299,6 +597,18 @@ async fn invoke_on_schedule(lambdas: Arc<LambdaFarm>) {
     }
 }
 
+/// The Lambdas' own logs (JSON lines, as CloudWatch would keep them), for a closer look.
+fn write_logs(dir: &std::path::Path, lambdas: &LambdaFarm) {
+    for function in ["queue-scaler", "recovery"] {
+        let path = dir.join(format!("{function}.log"));
+        let written = std::fs::create_dir_all(dir)
+            .and_then(|()| std::fs::write(&path, lambdas.logs(function)));
+        if let Err(err) = written {
+            eprintln!("cannot write {}: {err}", path.display());
+        }
+    }
+}
+
 fn setup(err: impl std::fmt::Display) -> DemoError {
     DemoError::Setup(err.to_string())
 }
@@ -311,13 +621,21 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
-fn write_summary(dir: &std::path::Path, report: &DemoReport) {
+fn write_outputs(dir: &std::path::Path, report: &DemoReport, samples: &[Sample]) {
     let written = std::fs::create_dir_all(dir).and_then(|()| {
         let text = serde_json::to_string_pretty(report).unwrap_or_default();
-        std::fs::write(dir.join("summary.json"), text)
+        std::fs::write(dir.join("summary.json"), text)?;
+        std::fs::write(
+            dir.join("timeline.png"),
+            timeline::timeline_png(samples, &report.faults),
+        )
     });
     match written {
-        Ok(()) => println!("summary written to {}", dir.join("summary.json").display()),
+        Ok(()) => println!(
+            "written: {} and {}",
+            dir.join("summary.json").display(),
+            dir.join("timeline.png").display()
+        ),
         Err(err) => eprintln!("cannot write {}: {err}", dir.display()),
     }
 }

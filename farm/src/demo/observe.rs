@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use longshore::adapters::aws::ec2::{AgentState, Ec2Fleet};
 use longshore::adapters::jenkins::JenkinsClient;
+use longshore::domain::jenkins::Computer;
 use longshore::domain::scaling::is_instance_id;
 
 use crate::jenkins::SimStats;
@@ -17,6 +18,8 @@ pub struct LabelLine {
     pub booting: usize,
     pub idle: usize,
     pub busy: usize,
+    /// Nodes marked offline (being retired, or warned of a Spot interruption).
+    pub offline: usize,
 }
 
 /// One look at the farm.
@@ -30,6 +33,33 @@ pub struct Seen {
     /// Masters or EC2 that could not be read this time.
     pub unreadable: usize,
     pub builds_completed: u64,
+    /// Connected agents (instance id, busy), for picking the ones to interrupt.
+    pub connected: Vec<(String, bool)>,
+    /// Live instances per (master, label), for the cap checks.
+    pub per_master_label: BTreeMap<(String, String), usize>,
+}
+
+/// An agent node as its master shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NodeState {
+    /// Defined, not connected (yet, or any more): the agent is booting or gone.
+    NotConnected,
+    /// Marked offline on purpose (being retired, or warned of a Spot interruption).
+    TakenOffline,
+    Idle,
+    Busy,
+}
+
+fn node_state(computer: &Computer) -> NodeState {
+    if computer.temporarily_offline {
+        NodeState::TakenOffline
+    } else if computer.offline {
+        NodeState::NotConnected
+    } else if computer.busy_executors() > 0 {
+        NodeState::Busy
+    } else {
+        NodeState::Idle
+    }
 }
 
 /// Reads the farm and remembers every instance it has seen, to count launches and retirements.
@@ -38,12 +68,16 @@ pub struct Observer {
     masters: Vec<JenkinsClient>,
     seen: BTreeSet<String>,
     gone: BTreeSet<String>,
+    /// Each master's agent nodes at its last successful read: a master that cannot be read
+    /// (answering 500, or down) is shown as it was last seen rather than as all booting.
+    last_nodes: Vec<BTreeMap<String, NodeState>>,
 }
 
 impl Observer {
     pub fn new(fleet: Ec2Fleet, masters: Vec<JenkinsClient>) -> Observer {
         Observer {
             fleet,
+            last_nodes: vec![BTreeMap::new(); masters.len()],
             masters,
             seen: BTreeSet::new(),
             gone: BTreeSet::new(),
@@ -60,6 +94,11 @@ impl Observer {
         self.gone.len()
     }
 
+    /// The instances seen terminated.
+    pub fn gone(&self) -> impl Iterator<Item = &String> {
+        self.gone.iter()
+    }
+
     pub async fn observe(&mut self, stats: &[SimStats]) -> Seen {
         let mut seen = Seen {
             builds_completed: stats.iter().map(|s| s.builds_completed).sum(),
@@ -70,23 +109,20 @@ impl Observer {
                 seen.labels.entry(label.clone()).or_default().queued += queued;
             }
         }
-        let mut nodes: BTreeMap<String, (bool, u32)> = BTreeMap::new();
-        for master in &self.masters {
+        let mut nodes: BTreeMap<String, NodeState> = BTreeMap::new();
+        for (master, last) in self.masters.iter().zip(self.last_nodes.iter_mut()) {
             match master.computers().await {
                 Ok(set) => {
-                    for computer in set
+                    *last = set
                         .computer
                         .iter()
                         .filter(|c| is_instance_id(&c.display_name))
-                    {
-                        nodes.insert(
-                            computer.display_name.clone(),
-                            (!computer.offline, computer.busy_executors()),
-                        );
-                    }
+                        .map(|c| (c.display_name.clone(), node_state(c)))
+                        .collect();
                 }
                 Err(_) => seen.unreadable += 1,
             }
+            nodes.extend(last.iter().map(|(name, state)| (name.clone(), *state)));
         }
         seen.agent_nodes = nodes.len();
         let agents = match self.fleet.agents().await {
@@ -103,14 +139,28 @@ impl Observer {
                 continue;
             }
             seen.live_instances += 1;
+            *seen
+                .per_master_label
+                .entry((
+                    agent.master.clone().unwrap_or_default(),
+                    agent.label.clone().unwrap_or_default(),
+                ))
+                .or_default() += 1;
             let line = seen
                 .labels
                 .entry(agent.label.clone().unwrap_or_default())
                 .or_default();
             match nodes.get(&agent.id) {
-                Some((true, busy)) if *busy > 0 => line.busy += 1,
-                Some((true, _)) => line.idle += 1,
-                _ => line.booting += 1,
+                Some(NodeState::Busy) => {
+                    line.busy += 1;
+                    seen.connected.push((agent.id.clone(), true));
+                }
+                Some(NodeState::Idle) => {
+                    line.idle += 1;
+                    seen.connected.push((agent.id.clone(), false));
+                }
+                Some(NodeState::TakenOffline) => line.offline += 1,
+                Some(NodeState::NotConnected) | None => line.booting += 1,
             }
         }
         seen

@@ -50,6 +50,14 @@ impl Progress {
         }
     }
 
+    /// A fault as it happens, on its own line above the live status.
+    pub fn announce(&self, elapsed: Duration, text: &str) {
+        if self.tty {
+            print!("\r\x1b[2K");
+        }
+        println!("{:>4}s | FAULT | {text}", elapsed.as_secs());
+    }
+
     /// Ends the live line.
     pub fn finish(&self) {
         if self.tty {
@@ -69,17 +77,22 @@ impl Progress {
             .filter(|(label, _)| !label.is_empty())
             .map(|(label, l)| {
                 format!(
-                    "{label}: queue {:>2} {} booting {:>2} idle {:>2} busy {:>2}",
+                    "{label}: queue {:>2} {} booting {:>2} idle {:>2} busy {:>2}{}",
                     l.queued,
                     bar(l.queued, 10),
                     l.booting,
                     l.idle,
-                    l.busy
+                    l.busy,
+                    if l.offline > 0 {
+                        format!(" offline {}", l.offline)
+                    } else {
+                        String::new()
+                    }
                 )
             })
             .collect();
         format!(
-            "{:>4}s | {} | instances {:>2} | done {}/{}",
+            "{:>4}s | {} | instances {:>2} | builds ended {}/{}",
             elapsed.as_secs(),
             per_label.join(" | "),
             seen.live_instances,
@@ -96,41 +109,91 @@ fn bar(count: usize, width: usize) -> String {
 }
 
 /// The closing table.
-pub fn print_summary(report: &DemoReport, scaler_errors: usize) {
-    let rows: [(&str, String); 12] = [
+pub fn print_summary(report: &DemoReport) {
+    let e = &report.errors;
+    let rows: Vec<(&str, String)> = vec![
         (
             "jobs run",
             format!("{}/{}", report.jobs_completed, report.jobs_submitted),
         ),
         (
-            "builds lost with their agent",
-            report.builds_lost.to_string(),
+            "builds lost to injected faults",
+            report.builds_lost_to_faults.to_string(),
         ),
+        (
+            "builds queued on the killed master",
+            report.builds_queued_on_killed_master.to_string(),
+        ),
+        (
+            "builds lost otherwise (must be 0)",
+            report.builds_lost_otherwise.to_string(),
+        ),
+        ("busy agents killed", report.busy_agents_killed.to_string()),
         ("wait p50", format!("{:.1} s", report.wait_p50_s)),
         ("wait p95", format!("{:.1} s", report.wait_p95_s)),
         ("wait max", format!("{:.1} s", report.wait_max_s)),
         ("agents launched", report.agents_launched.to_string()),
-        ("agents retired", report.agents_retired.to_string()),
-        ("scaler error log lines", scaler_errors.to_string()),
-        ("agent-seconds", format!("{:.0}", report.agent_seconds)),
         (
-            "orphans left (nodes + instances)",
-            report.orphans_left.to_string(),
+            "agents retired by the scaler",
+            report.agents_retired_by_scaler.to_string(),
         ),
         (
-            "unreadable reads by the observer",
-            report.errors.to_string(),
+            "agents terminated by faults",
+            report.agents_terminated_by_faults.to_string(),
+        ),
+        (
+            "agent-hours",
+            format!("{:.3} ({:.0} s)", report.agent_hours, report.agent_seconds),
+        ),
+        (
+            "most instances at once",
+            report.max_live_instances.to_string(),
+        ),
+        ("cap overshoots", report.cap_overshoots.to_string()),
+        (
+            "InsufficientInstanceCapacity answers",
+            report.insufficient_capacity_answers.to_string(),
+        ),
+        (
+            "orphans left (inst + nodes + secrets)",
+            format!(
+                "{} + {} + {}",
+                report.orphan_instances, report.orphan_nodes, report.orphan_secrets
+            ),
+        ),
+        (
+            "events delivered to recovery",
+            report.recovery_events_delivered.to_string(),
+        ),
+        (
+            "errors: scaler / recovery log lines",
+            format!("{} / {}", e.scaler_error_lines, e.recovery_error_lines),
+        ),
+        (
+            "errors: recovery failed deliveries",
+            e.recovery_failed_deliveries.to_string(),
+        ),
+        (
+            "errors: observer reads failed",
+            e.observer_unreadable.to_string(),
         ),
         ("wall time", format!("{:.1} s", report.wall_s)),
     ];
     println!();
-    println!("+----------------------------------------+--------------+");
-    println!("| {:<38} | {:>12} |", "longshore demo", "");
-    println!("+----------------------------------------+--------------+");
+    println!("+----------------------------------------+------------------+");
+    println!("| {:<38} | {:>16} |", "longshore demo", "");
+    println!("+----------------------------------------+------------------+");
     for (name, value) in rows {
-        println!("| {name:<38} | {value:>12} |");
+        println!("| {name:<38} | {value:>16} |");
     }
-    println!("+----------------------------------------+--------------+");
+    println!("+----------------------------------------+------------------+");
+    for (n, fault) in report.faults.iter().enumerate() {
+        let until = fault
+            .until_s
+            .map(|u| format!("-{u:.0}"))
+            .unwrap_or_default();
+        println!("F{} {:>4.0}{until} s  {}", n + 1, fault.at_s, fault.detail);
+    }
     let verdict = if report.invariants_hold() {
         "all invariants hold"
     } else {

@@ -19,10 +19,10 @@ const MARGIN_B: usize = 50;
 const MARGIN_T: usize = 34;
 const MARGIN_R: usize = 20;
 
-type Rgb = [u8; 3];
-const WHITE: Rgb = [255, 255, 255];
-const BLACK: Rgb = [0, 0, 0];
-const GREY: Rgb = [200, 200, 200];
+pub(crate) type Rgb = [u8; 3];
+pub(crate) const WHITE: Rgb = [255, 255, 255];
+pub(crate) const BLACK: Rgb = [0, 0, 0];
+pub(crate) const GREY: Rgb = [200, 200, 200];
 const GOAL: Rgb = [222, 245, 222];
 
 /// Each policy's colour, in report order; others are grey.
@@ -35,14 +35,15 @@ const COLOURS: [(&str, Rgb); 6] = [
     ("netflix", [148, 103, 189]),
 ];
 
-struct Canvas {
+/// A plain RGB canvas (also drawn on by the demo's timeline).
+pub(crate) struct Canvas {
     width: usize,
     height: usize,
     pixels: Vec<u8>,
 }
 
 impl Canvas {
-    fn new(width: usize, height: usize) -> Canvas {
+    pub(crate) fn new(width: usize, height: usize) -> Canvas {
         Canvas {
             width,
             height,
@@ -50,14 +51,14 @@ impl Canvas {
         }
     }
 
-    fn set(&mut self, x: i64, y: i64, colour: Rgb) {
+    pub(crate) fn set(&mut self, x: i64, y: i64, colour: Rgb) {
         if x >= 0 && y >= 0 && (x as usize) < self.width && (y as usize) < self.height {
             let at = (y as usize * self.width + x as usize) * 3;
             self.pixels[at..at + 3].copy_from_slice(&colour);
         }
     }
 
-    fn rect(&mut self, x: i64, y: i64, w: i64, h: i64, colour: Rgb) {
+    pub(crate) fn rect(&mut self, x: i64, y: i64, w: i64, h: i64, colour: Rgb) {
         for dy in 0..h {
             for dx in 0..w {
                 self.set(x + dx, y + dy, colour);
@@ -65,16 +66,16 @@ impl Canvas {
         }
     }
 
-    fn hline(&mut self, x0: i64, x1: i64, y: i64, colour: Rgb) {
+    pub(crate) fn hline(&mut self, x0: i64, x1: i64, y: i64, colour: Rgb) {
         self.rect(x0, y, x1 - x0 + 1, 1, colour);
     }
 
-    fn vline(&mut self, x: i64, y0: i64, y1: i64, colour: Rgb) {
+    pub(crate) fn vline(&mut self, x: i64, y0: i64, y1: i64, colour: Rgb) {
         self.rect(x, y0, 1, y1 - y0 + 1, colour);
     }
 
     /// Text at `scale` × the 5×7 font, top-left at (x, y).
-    fn text(&mut self, x: i64, y: i64, text: &str, scale: i64, colour: Rgb) {
+    pub(crate) fn text(&mut self, x: i64, y: i64, text: &str, scale: i64, colour: Rgb) {
         for (n, c) in text.chars().enumerate() {
             let rows = glyph(c);
             let left = x + n as i64 * 6 * scale;
@@ -94,11 +95,11 @@ impl Canvas {
         }
     }
 
-    fn text_width(text: &str, scale: i64) -> i64 {
+    pub(crate) fn text_width(text: &str, scale: i64) -> i64 {
         text.chars().count() as i64 * 6 * scale
     }
 
-    fn png(&self) -> Vec<u8> {
+    pub(crate) fn png(&self) -> Vec<u8> {
         let mut raw = Vec::with_capacity((self.width * 3 + 1) * self.height);
         for row in self.pixels.chunks(self.width * 3) {
             raw.push(0); // filter: none
