@@ -334,10 +334,16 @@ pub(crate) fn submit(sim: &RunningSim, job: &TraceJob, speed: f64) {
 
 /// The counters of every master that ran: the live ones and the killed one's at its death.
 fn all_stats(sims: &[Option<RunningSim>], injector: &Injector) -> Vec<SimStats> {
+    // A killed master's builds still count as ended or lost; its queue is gone with it (and
+    // counted apart, as queued on the killed master), so it is not shown as waiting.
+    let killed = injector.killed_stats.iter().map(|stats| SimStats {
+        queue_by_label: Default::default(),
+        ..stats.clone()
+    });
     sims.iter()
         .flatten()
         .map(|sim| sim.sim().stats())
-        .chain(injector.killed_stats.iter().cloned())
+        .chain(killed)
         .collect()
 }
 
