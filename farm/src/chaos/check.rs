@@ -266,12 +266,13 @@ impl Observations {
     }
 
     fn duplicate_launches(&self, verdict: &mut Verdict) {
-        // One planned launch = one token without its `-<candidate>` suffix.
-        let mut per_launch: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+        // One planned launch = one token without its `-<candidate>` suffix. A follow-up token
+        // (`-r<n>`) is a launch of its own: the scaler sends it only after EC2 answered
+        // `IdempotentInstanceTerminated`, i.e. once the previous launch's instance was gone.
+        let mut per_launch: BTreeMap<String, BTreeSet<&str>> = BTreeMap::new();
         for (token, ids) in &self.launches_by_token {
-            let base = token.rsplit_once('-').map_or(token.as_str(), |(b, _)| b);
             per_launch
-                .entry(base)
+                .entry(planned_launch(token))
                 .or_default()
                 .extend(ids.iter().map(String::as_str));
         }
@@ -305,6 +306,18 @@ impl Observations {
             }
         }
     }
+}
+
+/// The planned launch a token belongs to: `ls-<hash>-<candidate>[-r<n>]` → `ls-<hash>[-r<n>]`.
+fn planned_launch(token: &str) -> String {
+    let (token, follow_up) = match token.rsplit_once("-r") {
+        Some((rest, n)) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => {
+            (rest, format!("-r{n}"))
+        }
+        _ => (token, String::new()),
+    };
+    let base = token.rsplit_once('-').map_or(token, |(base, _)| base);
+    format!("{base}{follow_up}")
 }
 
 #[cfg(test)]
@@ -407,5 +420,13 @@ mod tests {
         let verdict = seen.verdict();
         // One token twice, and two connected instances for one job.
         assert_eq!(verdict.invariants.duplicate_launches, 2, "{verdict:?}");
+    }
+
+    #[test]
+    fn a_follow_up_token_after_a_terminated_instance_is_its_own_launch() {
+        assert_eq!(planned_launch("ls-abc-0"), "ls-abc");
+        assert_eq!(planned_launch("ls-abc-1"), "ls-abc");
+        assert_eq!(planned_launch("ls-abc-0-r1"), "ls-abc-r1");
+        assert_eq!(planned_launch("ls-abc-2-r12"), "ls-abc-r12");
     }
 }
