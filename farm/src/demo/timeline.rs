@@ -4,7 +4,7 @@
 //!
 //! Drawn on the policy simulator's dependency-free canvas (`simulate::plot`).
 
-use crate::simulate::plot::{BLACK, Canvas, GREY, Rgb};
+use crate::simulate::plot::{BLACK, Canvas, GREY, Rgb, x_ticks};
 
 use super::faults::FaultRecord;
 
@@ -117,20 +117,7 @@ fn axes(
     canvas.hline(LEFT, px(t_max), bottom, BLACK);
     canvas.vline(LEFT, TOP, bottom, BLACK);
     let t_step = nice_step(t_max);
-    let mut t = 0.0;
-    while t <= t_max {
-        let x = px(t);
-        canvas.vline(x, bottom, bottom + 4, BLACK);
-        let label = format!("{t:.0}");
-        canvas.text(
-            x - Canvas::text_width(&label, 1) / 2,
-            bottom + 8,
-            &label,
-            1,
-            BLACK,
-        );
-        t += t_step;
-    }
+    x_ticks(canvas, &px, bottom, t_max, t_step);
     canvas.text(px(t_max) - 130, bottom + 20, "WALL SECONDS", 1, BLACK);
     let y_step = nice_step(y_max);
     let mut v = 0.0;

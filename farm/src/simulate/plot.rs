@@ -125,6 +125,30 @@ impl Canvas {
     }
 }
 
+/// Tick marks and whole-number labels under an x axis at `bottom`, every `step` up to `max`.
+pub(crate) fn x_ticks(
+    canvas: &mut Canvas,
+    px: &dyn Fn(f64) -> i64,
+    bottom: i64,
+    max: f64,
+    step: f64,
+) {
+    let mut tick = 0.0;
+    while tick <= max {
+        let x = px(tick);
+        canvas.vline(x, bottom, bottom + 4, BLACK);
+        let label = format!("{tick:.0}");
+        canvas.text(
+            x - Canvas::text_width(&label, 1) / 2,
+            bottom + 8,
+            &label,
+            1,
+            BLACK,
+        );
+        tick += step;
+    }
+}
+
 /// The CRC-32 PNG chunks carry (ISO 3309, reflected polynomial 0xEDB88320).
 fn crc32(data: &[u8]) -> u32 {
     let mut crc = !0u32;
@@ -216,20 +240,7 @@ fn panel(
     canvas.hline(left, left + w, bottom, BLACK);
     canvas.vline(left, top, bottom, BLACK);
     let step = (x_max / 5.0).ceil().max(1.0);
-    let mut tick = 0.0;
-    while tick <= x_max {
-        let x = px(tick);
-        canvas.vline(x, bottom, bottom + 4, BLACK);
-        let label = format!("{tick:.0}");
-        canvas.text(
-            x - Canvas::text_width(&label, 1) / 2,
-            bottom + 8,
-            &label,
-            1,
-            BLACK,
-        );
-        tick += step;
-    }
+    x_ticks(canvas, &px, bottom, x_max, step);
     canvas.text(left + w / 2 - 80, bottom + 24, "AGENT-H / ORACLE", 2, BLACK);
     for power in 0..=y_max as i32 {
         // 0 s, then 10 s, 100 s, …: the axis is log10(1 + wait).

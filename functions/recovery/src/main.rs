@@ -16,7 +16,7 @@ use serde_json::Value;
 async fn main() -> Result<(), Error> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("explain") {
-        std::process::exit(explain(&args[1..]));
+        std::process::exit(recovery::explain_command(&args[1..]));
     }
     telemetry::init();
     let config = RecoveryConfig::from_settings(&Settings::new(Env))?;
@@ -32,23 +32,4 @@ async fn main() -> Result<(), Error> {
         recovery::handle(deps, event).await
     }))
     .await
-}
-
-/// Runs `explain <file>` and returns the exit code.
-fn explain(args: &[String]) -> i32 {
-    let [path] = args else {
-        eprintln!("usage: recovery explain EVENT.json");
-        return 2;
-    };
-    let ctx = recovery::context_from(|key| std::env::var(key).ok());
-    match recovery::explain(std::path::Path::new(path), &ctx) {
-        Ok(json) => {
-            println!("{json}");
-            0
-        }
-        Err(err) => {
-            eprintln!("recovery explain: {err}");
-            2
-        }
-    }
 }

@@ -110,6 +110,27 @@ pub fn context_from(get: impl Fn(&str) -> Option<String>) -> Context {
     }
 }
 
+/// `recovery explain EVENT.json` for the binary: prints the classification as JSON and returns
+/// the exit code (0; 2 for bad usage or an unreadable or non-JSON file). Reads the stack's
+/// identifiers from the environment and never calls AWS.
+pub fn explain_command(args: &[String]) -> i32 {
+    let [path] = args else {
+        eprintln!("usage: recovery explain EVENT.json");
+        return 2;
+    };
+    let ctx = context_from(|key| std::env::var(key).ok());
+    match explain(Path::new(path), &ctx) {
+        Ok(json) => {
+            println!("{json}");
+            0
+        }
+        Err(err) => {
+            eprintln!("recovery explain: {err}");
+            2
+        }
+    }
+}
+
 /// Classifies the event saved in `path` and returns it as pretty JSON. A UTF-8 byte order mark
 /// is skipped (some published samples start with one).
 pub fn explain(path: &Path, ctx: &Context) -> Result<String, ExplainError> {
