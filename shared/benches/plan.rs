@@ -9,7 +9,8 @@ use longshore::domain::fleet::{
 };
 use longshore::domain::queue_why::Why;
 use longshore::domain::scaling::{
-    Instance, MasterSnapshot, MasterView, Node, Snapshot, WaitingItem, plan, standby_node_name,
+    Instance, MasterSnapshot, MasterView, Node, Registration, Snapshot, WaitingItem, plan,
+    standby_node_name,
 };
 
 const NOW: i64 = 1_800_000_000_000;
@@ -69,6 +70,7 @@ fn snapshot(masters: usize, queued: usize, agents: usize) -> Snapshot {
                     online: false,
                     temporarily_offline: false,
                     idle_since_ms: None,
+                    registration: None,
                 })
                 .collect(),
         })
@@ -84,6 +86,10 @@ fn snapshot(masters: usize, queued: usize, agents: usize) -> Snapshot {
             online: n % 10 != 0,
             temporarily_offline: false,
             idle_since_ms: Some(NOW - (n as i64 % 900) * 1000),
+            registration: Some(Registration {
+                template: TEMPLATES[n % 4].to_string(),
+                launched_at_ms: NOW - 3_600_000,
+            }),
         });
         instances.push(Instance {
             id,

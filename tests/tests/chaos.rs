@@ -168,11 +168,11 @@ async fn an_orphaned_launch_is_replaced_by_a_new_instance() {
 
 /// The cap overshoot `make chaos` found (seed 34): EC2 lists fresh instances late (eventual
 /// consistency), and only the process that launched them remembers them. An invocation in
-/// another process (the lease passed to it, or a cold start) counts neither against the caps
-/// and launches again, and takes their nodes for orphans. Ignored until the scaler counts the
-/// nodes of its own instances it cannot see yet (shared/src/domain/scaling.rs, handlers/queue_scaler).
+/// another process (the lease passed to it, or a cold start) counted none against the caps
+/// and launched again, and took their nodes for orphans. The scaler now writes each agent's
+/// template and launch time into its node's description and counts such nodes as instances
+/// until the boot timeout (`scaling::Registration`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "known defect: a new invocation does not count fresh instances EC2 does not list yet"]
 async fn a_new_invocation_keeps_the_cap_while_ec2_hides_fresh_instances() {
     let farm = OneMaster::start("hidden-cap").await;
     farm.proxy.hide_new_instances_for(Duration::from_secs(30));

@@ -811,6 +811,8 @@ struct NodeForm {
     num_executors: Option<serde_json::Value>,
     #[serde(rename = "labelString", default)]
     label_string: Option<String>,
+    #[serde(rename = "nodeDescription", default)]
+    node_description: Option<String>,
     #[serde(default)]
     mode: Option<String>,
     #[serde(rename = "remoteFS", default)]
@@ -867,6 +869,7 @@ fn do_create_node(st: &mut State, now: Instant, req: &Req) -> Response {
     let spec = AgentSpec {
         name: &name,
         label_string: form.label_string.as_deref().unwrap_or(""),
+        description: form.node_description.as_deref().unwrap_or(""),
         executors,
         mode,
         remote_fs: form.remote_fs.as_deref().unwrap_or("/home/jenkins/agent"),
@@ -949,10 +952,12 @@ fn create_node_xml(st: &mut State, now: Instant, req: &Req) -> Response {
     };
     let websocket = xml_text(xml, "webSocket").is_some_and(|s| s.trim() == "true");
     let label = xml_text(xml, "label").unwrap_or_default();
+    let description = xml_text(xml, "description").unwrap_or_default();
     let fs = xml_text(xml, "remoteFS").unwrap_or_else(|| "/home/jenkins/agent".into());
     let spec = AgentSpec {
         name: &name,
         label_string: &label,
+        description: &description,
         executors,
         mode,
         remote_fs: &fs,

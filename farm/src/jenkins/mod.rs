@@ -261,6 +261,7 @@ impl Simulator {
                 state::AgentSpec {
                     name,
                     label_string: labels,
+                    description: "",
                     executors,
                     mode: NodeMode::Normal,
                     remote_fs: "/home/jenkins/agent",

@@ -314,15 +314,8 @@ pub(crate) fn computer(o: &mut Obj<'_, '_>, cx: &Ctx<'_>, n: &Node) {
     if let Some(v) = o.prop("assignedLabels", VIS) {
         v.list(&n.labels, |v, l| v.obj(None, |o| o.str("name", VIS2, l)));
     }
-    o.str(
-        "description",
-        VIS,
-        if n.builtin {
-            msg::BUILT_IN_DESCRIPTION
-        } else {
-            ""
-        },
-    );
+    // `Computer.getDescription` is the node's own description.
+    o.str("description", VIS, &n.description);
     o.str("displayName", VIS, n.display_name());
     if let Some(v) = o.prop("executors", VIS) {
         v.list(n.executors.iter().enumerate(), |v, (i, slot)| {

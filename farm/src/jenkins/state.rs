@@ -155,6 +155,8 @@ pub(crate) struct Conn {
 pub(crate) struct AgentSpec<'a> {
     pub name: &'a str,
     pub label_string: &'a str,
+    /// `nodeDescription`, what `Computer.getDescription` exports.
+    pub description: &'a str,
     pub executors: u32,
     pub mode: NodeMode,
     pub remote_fs: &'a str,
@@ -174,6 +176,8 @@ pub(crate) struct Node {
     pub name: String,
     pub builtin: bool,
     pub labels: BTreeSet<String>,
+    /// `Node.getNodeDescription`.
+    pub description: String,
     pub mode: NodeMode,
     pub remote_fs: String,
     pub websocket: bool,
@@ -408,6 +412,7 @@ impl State {
                 name: String::new(),
                 builtin: true,
                 labels: labels::node_labels("built-in", ""),
+                description: msg::BUILT_IN_DESCRIPTION.to_owned(),
                 mode: NodeMode::Exclusive,
                 remote_fs: "/var/jenkins_home".to_owned(),
                 websocket: false,
@@ -504,6 +509,7 @@ impl State {
         let AgentSpec {
             name,
             label_string,
+            description,
             executors,
             mode,
             remote_fs,
@@ -515,6 +521,7 @@ impl State {
         }
         let node = Node {
             labels: labels::node_labels(&name, label_string),
+            description: description.to_owned(),
             name: name.clone(),
             builtin: false,
             mode,

@@ -77,6 +77,7 @@ impl Longshore {
                 online: false,
                 temporarily_offline: false,
                 idle_since_ms: None,
+                registration: None,
             })
             .collect();
         Longshore {
@@ -126,6 +127,8 @@ impl Longshore {
                         AgentState::Idle { since_ms } => Some(since_ms),
                         _ => None,
                     },
+                    // The simulated EC2 lists every instance at once: nothing to recover.
+                    registration: None,
                 });
             }
             instances.push(Instance {

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 pub const QUEUE_TREE: &str = "items[_class,id,why,buildable,blocked,stuck,inQueueSince,buildableStartMilliseconds,task[name,url]]";
 
 /// The `tree=` of the computer request.
-pub const COMPUTER_TREE: &str = "computer[_class,displayName,offline,temporarilyOffline,idle,numExecutors,offlineCauseReason,assignedLabels[name],executors[idle]]";
+pub const COMPUTER_TREE: &str = "computer[_class,displayName,description,offline,temporarilyOffline,idle,numExecutors,offlineCauseReason,assignedLabels[name],executors[idle]]";
 
 /// `GET /queue/api/json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -66,6 +66,10 @@ pub struct Computer {
     #[serde(rename = "_class", default)]
     pub class: Option<String>,
     pub display_name: String,
+    /// The node's description (`Computer.getDescription`); the scaler keeps its agents'
+    /// template and launch time there.
+    #[serde(default)]
+    pub description: Option<String>,
     pub offline: bool,
     #[serde(default)]
     pub temporarily_offline: bool,

@@ -13,6 +13,7 @@
 //! always have a node, a `why` naming a standby node maps to its template, and a `why` naming
 //! one of our agents means an item pinned to that agent, which no new agent can serve.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
@@ -33,7 +34,9 @@ pub struct Snapshot {
     pub masters: Vec<MasterSnapshot>,
     /// The stack's instances that are pending or running, including those this process
     /// launched that DescribeInstances does not list yet (EC2 is eventually consistent: a node
-    /// whose fresh instance is missing here would be taken for an orphan).
+    /// whose fresh instance is missing here would be taken for an orphan). Instances another
+    /// invocation launched that EC2 does not list yet are found through their nodes'
+    /// [`Registration`]s.
     pub instances: Vec<Instance>,
 }
 
@@ -75,6 +78,17 @@ pub struct Node {
     pub temporarily_offline: bool,
     /// Since when the node has had no busy executor, as tracked by the scaler.
     pub idle_since_ms: Option<i64>,
+    /// What the scaler wrote into the node's description when it registered the agent
+    /// ([`agent_description`]); `None` for nodes it did not make.
+    pub registration: Option<Registration>,
+}
+
+/// The template and launch time of an agent, kept in its node's description so that any
+/// invocation can tell a freshly launched agent from a node whose instance is gone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Registration {
+    pub template: String,
+    pub launched_at_ms: i64,
 }
 
 /// An instance of the stack.
@@ -162,6 +176,7 @@ pub struct Unregistered {
     pub master: String,
     pub template: String,
     pub instance_id: String,
+    pub launched_at_ms: i64,
 }
 
 /// A node to delete because its instance is gone.
@@ -202,6 +217,69 @@ pub fn is_instance_id(name: &str) -> bool {
     })
 }
 
+/// The description the scaler gives an agent's node: readable for an operator, and parsed
+/// back by [`parse_agent_description`].
+pub fn agent_description(registration: &Registration) -> String {
+    format!(
+        "{AGENT_DESCRIPTION_PREFIX}{}{LAUNCHED_AT}{}",
+        registration.template, registration.launched_at_ms
+    )
+}
+
+const AGENT_DESCRIPTION_PREFIX: &str = "longshore agent of template ";
+const LAUNCHED_AT: &str = ", launched at epoch ms ";
+
+/// The registration written by [`agent_description`]; `None` for any other text.
+pub fn parse_agent_description(description: &str) -> Option<Registration> {
+    let rest = description.strip_prefix(AGENT_DESCRIPTION_PREFIX)?;
+    let (template, launched) = rest.rsplit_once(LAUNCHED_AT)?;
+    Some(Registration {
+        template: template.to_string(),
+        launched_at_ms: launched.parse().ok()?,
+    })
+}
+
+/// The snapshot's instances plus those that only their nodes tell of: a node registered by
+/// some invocation less than the boot timeout ago whose instance EC2 does not list yet. They
+/// count against the caps and as booting supply like any listed instance; past the boot
+/// timeout such a node is an orphan.
+fn with_unlisted_instances<'s>(
+    snapshot: &'s Snapshot,
+    config: &FleetConfig,
+    node_maps: &HashMap<&str, BTreeMap<&str, &Node>>,
+) -> Cow<'s, [Instance]> {
+    let boot_timeout_ms = i64::from(config.boot_timeout_secs) * 1000;
+    let listed: HashSet<&str> = snapshot.instances.iter().map(|i| i.id.as_str()).collect();
+    let mut unlisted = Vec::new();
+    for (master, nodes) in node_maps {
+        for (name, node) in nodes {
+            let Some(registration) = &node.registration else {
+                continue;
+            };
+            if is_instance_id(name)
+                && !listed.contains(name)
+                && snapshot.now_ms - registration.launched_at_ms < boot_timeout_ms
+            {
+                unlisted.push(Instance {
+                    id: name.to_string(),
+                    master: Some(master.to_string()),
+                    template: Some(registration.template.clone()),
+                    subnet_id: None,
+                    launched_at_ms: registration.launched_at_ms,
+                });
+            }
+        }
+    }
+    if unlisted.is_empty() {
+        return Cow::Borrowed(&snapshot.instances);
+    }
+    // In ID order, like the listed ones, so that the plan does not depend on map order.
+    let mut all = snapshot.instances.clone();
+    all.extend(unlisted);
+    all.sort_by(|a, b| a.id.cmp(&b.id));
+    Cow::Owned(all)
+}
+
 /// Computes the plan for one snapshot.
 pub fn plan(snapshot: &Snapshot, config: &FleetConfig) -> Plan {
     let mut plan = Plan::default();
@@ -217,8 +295,9 @@ pub fn plan(snapshot: &Snapshot, config: &FleetConfig) -> Plan {
             ))
         })
         .collect();
-    let mut total_instances = snapshot.instances.len();
-    reconcile_instances(snapshot, config, &node_maps, &mut plan);
+    let all_instances = with_unlisted_instances(snapshot, config, &node_maps);
+    let mut total_instances = all_instances.len();
+    reconcile_instances(snapshot, &all_instances, config, &node_maps, &mut plan);
     // Orphans are about to go: they do not count against the stack-wide cap.
     total_instances = total_instances.saturating_sub(plan.orphan_instances.len());
     let orphan_ids: HashSet<&str> = plan
@@ -227,10 +306,9 @@ pub fn plan(snapshot: &Snapshot, config: &FleetConfig) -> Plan {
         .map(|o| o.instance_id.as_str())
         .collect();
     // Nodes of orphan instances go with their instance, so every instance counts here.
-    let instance_ids: HashSet<&str> = snapshot.instances.iter().map(|i| i.id.as_str()).collect();
+    let instance_ids: HashSet<&str> = all_instances.iter().map(|i| i.id.as_str()).collect();
     let mut by_master: HashMap<&str, Vec<&Instance>> = HashMap::new();
-    for instance in snapshot
-        .instances
+    for instance in all_instances
         .iter()
         .filter(|i| !orphan_ids.contains(i.id.as_str()))
     {
@@ -313,13 +391,14 @@ pub fn plan(snapshot: &Snapshot, config: &FleetConfig) -> Plan {
 /// tags, or their node has not connected within the boot timeout.
 fn reconcile_instances(
     snapshot: &Snapshot,
+    instances: &[Instance],
     config: &FleetConfig,
     node_maps: &HashMap<&str, BTreeMap<&str, &Node>>,
     plan: &mut Plan,
 ) {
     let known: HashSet<&str> = snapshot.masters.iter().map(|m| m.name.as_str()).collect();
     let boot_timeout_ms = i64::from(config.boot_timeout_secs) * 1000;
-    for instance in &snapshot.instances {
+    for instance in instances {
         let reason = match (&instance.master, &instance.template) {
             (Some(master), Some(template)) => {
                 if !known.contains(master.as_str()) {
@@ -335,6 +414,7 @@ fn reconcile_instances(
                             master: master.clone(),
                             template: template.clone(),
                             instance_id: instance.id.clone(),
+                            launched_at_ms: instance.launched_at_ms,
                         });
                     }
                     not_connected(snapshot.now_ms, nodes, instance, boot_timeout_ms)
@@ -720,6 +800,7 @@ mod tests {
             online,
             temporarily_offline: false,
             idle_since_ms: (busy == 0 && online).then_some(NOW - 120_000),
+            registration: None,
         }
     }
 
@@ -989,6 +1070,63 @@ mod tests {
         assert_eq!(unregistered, vec!["i-0000000d"]);
     }
 
+    fn registered(name: &str, template: &str, age_ms: i64, online: bool) -> Node {
+        Node {
+            registration: Some(Registration {
+                template: template.to_string(),
+                launched_at_ms: NOW - age_ms,
+            }),
+            ..node(name, 1, 0, online)
+        }
+    }
+
+    #[test]
+    fn young_agents_ec2_does_not_list_yet_count_against_the_cap() {
+        // Another invocation launched both "large" agents (cap 2) seconds ago; EC2 lists
+        // neither yet. Their nodes say so: nothing is launched and no node is removed.
+        let mut nodes = standbys();
+        nodes.push(registered("i-0000000a", "large", 5_000, true));
+        nodes.push(registered("i-0000000b", "large", 2_000, false));
+        let mut waiting_items = waiting(1..3, "docker-large");
+        waiting_items.extend(waiting(3..4, "docker-large&&linux"));
+        let view = MasterView {
+            waiting: waiting_items,
+            nodes: nodes.clone(),
+        };
+        let young = plan(&snapshot(view.clone(), vec![]), &config());
+        assert!(young.launches.is_empty(), "{:?}", young.launches);
+        assert!(young.orphan_nodes.is_empty() && young.unregistered.is_empty());
+        // Past the boot timeout an unlisted node is an orphan after all, and the cap is free.
+        let mut old_view = view;
+        for node in &mut old_view.nodes {
+            if let Some(r) = &mut node.registration {
+                r.launched_at_ms -= 300_000;
+            }
+        }
+        let old = plan(&snapshot(old_view, vec![]), &config());
+        let orphans: Vec<&str> = old.orphan_nodes.iter().map(|o| o.node.as_str()).collect();
+        assert_eq!(orphans, vec!["i-0000000a", "i-0000000b"]);
+        assert_eq!(old.launches.len(), 2);
+    }
+
+    #[test]
+    fn agent_descriptions_round_trip_and_other_texts_are_not_registrations() {
+        let registration = Registration {
+            template: "docker, large".to_string(),
+            launched_at_ms: 1_764_294_861_000,
+        };
+        let text = agent_description(&registration);
+        assert_eq!(parse_agent_description(&text), Some(registration));
+        for other in [
+            "",
+            "longshore agent",
+            "longshore agent of template x, launched at epoch ms soon",
+            "a hand-made node",
+        ] {
+            assert_eq!(parse_agent_description(other), None, "{other}");
+        }
+    }
+
     #[test]
     fn a_launch_whose_answer_was_lost_is_registered_not_launched_again() {
         let view = MasterView {
@@ -1004,6 +1142,7 @@ mod tests {
                 master: "a".to_string(),
                 template: "docker".to_string(),
                 instance_id: "i-0000000f".to_string(),
+                launched_at_ms: NOW - 5_000,
             }]
         );
         // Past the boot timeout it is an orphan instead, and an unreadable master's
@@ -1158,6 +1297,7 @@ mod tests {
                         online,
                         temporarily_offline: temp && online,
                         idle_since_ms: (busy == 0).then_some(NOW - age),
+                        registration: None,
                     });
                     let template = if n % 2 == 0 { "docker" } else { "large" };
                     instances.push(instance(&id, &name, template, age));

@@ -22,8 +22,8 @@ use crate::domain::fleet::{FleetConfig, LabelTemplate};
 use crate::domain::jenkins::{ComputerSet, Queue};
 use crate::domain::queue_why;
 use crate::domain::scaling::{
-    self, Instance, Launch, MasterSnapshot, MasterView, Node, Plan, Snapshot, WaitingItem,
-    standby_node_name,
+    self, Instance, Launch, MasterSnapshot, MasterView, Node, Plan, Registration, Snapshot,
+    WaitingItem, standby_node_name,
 };
 use crate::error::{AwsError, JenkinsError};
 use crate::ports::{Fleet, Jenkins, Secrets};
@@ -249,7 +249,12 @@ impl<J: Jenkins, F: Fleet, S: Secrets> Scaler<J, F, S> {
             };
             warn!(master = %agent.master, instance = %agent.instance_id, "registering an agent whose launch left no node (its RunInstances answer was lost)");
             if let Err(err) = self
-                .register(&agent.master, &template, &agent.instance_id)
+                .register(
+                    &agent.master,
+                    &template,
+                    &agent.instance_id,
+                    agent.launched_at_ms,
+                )
                 .await
             {
                 report.errors.push(err);
@@ -351,7 +356,7 @@ impl<J: Jenkins, F: Fleet, S: Secrets> Scaler<J, F, S> {
                 launched_at_ms: now_ms,
             },
         );
-        match self.register(&launch.master, &template, &id).await {
+        match self.register(&launch.master, &template, &id, now_ms).await {
             Ok(()) => {
                 info!(master = %launch.master, template = %launch.template, instance = %id, items = ?launch.for_items, "agent launched");
                 report.launched.push(id);
@@ -394,16 +399,21 @@ impl<J: Jenkins, F: Fleet, S: Secrets> Scaler<J, F, S> {
         master: &str,
         template: &LabelTemplate,
         id: &str,
+        launched_at_ms: i64,
     ) -> Result<(), String> {
         let endpoint = self
             .master(master)
             .ok_or_else(|| format!("unknown master {master}"))?;
         let labels = template.node_labels.join(" ");
+        let description = scaling::agent_description(&Registration {
+            template: template.name.clone(),
+            launched_at_ms,
+        });
         let agent = NewAgent {
             name: id,
             labels: &labels,
             executors: template.executors,
-            description: "longshore agent",
+            description: &description,
             remote_fs: AGENT_REMOTE_FS,
             exclusive: false,
         };
@@ -540,6 +550,10 @@ fn view_of(
                 online: !computer.offline,
                 temporarily_offline: computer.temporarily_offline,
                 idle_since_ms,
+                registration: computer
+                    .description
+                    .as_deref()
+                    .and_then(scaling::parse_agent_description),
             }
         })
         .collect::<Vec<Node>>();
