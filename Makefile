@@ -102,9 +102,10 @@ bench: setup ## criterion benchmarks, then the policy simulator (out/bench/polic
 # a failing seed replays with `make chaos RUNS=1 SEED=<seed>`. Writes out/chaos/summary.json.
 RUNS ?= 20
 SEED ?= 1
+JOBS ?= 2
 chaos: setup ## the fault harness: RUNS seeded runs from SEED, invariants checked (out/chaos)
 	cargo build --workspace --all-targets
-	RUST_LOG=$${RUST_LOG:-off} $(TARGET_DIR)/debug/longshore-farm chaos --runs $(RUNS) --seed $(SEED) --out out/chaos
+	RUST_LOG=$${RUST_LOG:-off} $(TARGET_DIR)/debug/longshore-farm chaos --runs $(RUNS) --seed $(SEED) --jobs $(JOBS) --out out/chaos
 
 clean: ## remove build output, the venv and demo/bench output
 	cargo clean

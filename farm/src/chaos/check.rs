@@ -2,7 +2,8 @@
 //! in, counts and reasons out), so each rule is unit-tested on hand-made observations.
 //!
 //! - **busy agents killed**: a build lost while its agent was connected, other than on an
-//!   agent that died by an injected boot fault or in an injected Jenkins restart.
+//!   agent that died by an injected boot fault, in an injected Jenkins restart, or on an
+//!   instance EC2 reclaimed (Spot).
 //! - **cap overshoots**: observations (after every tick, read from moto itself) with more
 //!   live instances than `max_agents`, or than a template's `max_per_master` on one master.
 //! - **orphans**: after the faults stopped, the boots settled and two acting ticks: a live
@@ -11,6 +12,8 @@
 //!   candidate suffix aside), and instances beyond the bound "one per job, plus one per
 //!   instance that never connected", per master and template.
 //! - **jobs never run**: a submitted job that never started.
+//! - **custom resource requests unanswered**: a request CloudFormation got no answer for; and
+//!   **custom resource wrong answers**: bad properties or a hung resolver answered SUCCESS.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -55,10 +58,18 @@ pub struct Observations {
     pub started_jobs: Vec<(usize, String)>,
     /// Agents that died by an injected fault.
     pub dead_agents: BTreeSet<String>,
+    /// Instances EC2 reclaimed (Spot): whatever they ran was lost by AWS, not by longshore.
+    pub reclaimed: BTreeSet<String>,
+    /// Custom resource requests sent: request id, whether it must be answered FAILED.
+    pub cr_sent: Vec<(String, bool)>,
+    /// Custom resource answers CloudFormation received: request id, status.
+    pub cr_answers: Vec<(String, String)>,
     pub boot_faults: BTreeMap<String, BootFault>,
     /// Faults injected, by kind.
     pub faults: BTreeMap<String, u64>,
     pub idempotent_replays: u64,
+    /// Events recovery handled.
+    pub events_delivered: u64,
     /// RunInstances ClientToken → the instances it launched.
     pub launches_by_token: BTreeMap<String, Vec<String>>,
     pub cap_overshoots: Vec<String>,
@@ -79,6 +90,8 @@ pub struct Invariants {
     pub orphans: u64,
     pub duplicate_launches: u64,
     pub jobs_never_run: u64,
+    pub custom_resource_unanswered: u64,
+    pub custom_resource_wrong_answers: u64,
 }
 
 impl Invariants {
@@ -92,6 +105,8 @@ impl Invariants {
         self.orphans += other.orphans;
         self.duplicate_launches += other.duplicate_launches;
         self.jobs_never_run += other.jobs_never_run;
+        self.custom_resource_unanswered += other.custom_resource_unanswered;
+        self.custom_resource_wrong_answers += other.custom_resource_wrong_answers;
     }
 }
 
@@ -204,7 +219,30 @@ impl Observations {
                     .push(format!("job {job} on {} never ran", MASTERS[*master]));
             }
         }
+        self.custom_resources(&mut verdict);
         verdict
+    }
+
+    fn custom_resources(&self, verdict: &mut Verdict) {
+        for (request, must_fail) in &self.cr_sent {
+            let statuses: Vec<&str> = self
+                .cr_answers
+                .iter()
+                .filter(|(id, _)| id == request)
+                .map(|(_, status)| status.as_str())
+                .collect();
+            if statuses.is_empty() {
+                verdict.invariants.custom_resource_unanswered += 1;
+                verdict
+                    .reasons
+                    .push(format!("custom resource request {request} got no answer"));
+            } else if *must_fail && statuses.contains(&"SUCCESS") {
+                verdict.invariants.custom_resource_wrong_answers += 1;
+                verdict.reasons.push(format!(
+                    "custom resource request {request} (bad properties or a hung resolver) answered SUCCESS"
+                ));
+            }
+        }
     }
 
     fn busy_agents_killed(&self, verdict: &mut Verdict) {
@@ -214,8 +252,8 @@ impl Observations {
                 restarts.remove(at);
                 continue;
             }
-            if self.dead_agents.contains(node) {
-                continue; // it died under the build by an injected fault
+            if self.dead_agents.contains(node) || self.reclaimed.contains(node) {
+                continue; // it died under the build by an injected fault, or EC2 took it
             }
             verdict.invariants.busy_agents_killed += 1;
             verdict.reasons.push(format!(
@@ -291,6 +329,16 @@ impl Observations {
                 entry.1 += u64::from(!self.connected.contains(&instance.id));
             }
         }
+        // An instance EC2 reclaimed is replaced like one that never connected.
+        for (instance, _) in self.all_instances.values() {
+            if let (Some(master), Some(label), true) = (
+                &instance.master,
+                &instance.label,
+                self.reclaimed.contains(&instance.id) && self.connected.contains(&instance.id),
+            ) {
+                launched.entry((master, label)).or_default().1 += 1;
+            }
+        }
         for ((master, label), (count, never_connected)) in launched {
             let jobs = self
                 .jobs
@@ -301,7 +349,7 @@ impl Observations {
             if count > bound {
                 verdict.invariants.duplicate_launches += count - bound;
                 verdict.reasons.push(format!(
-                    "{count} {label} instances on {master} for {jobs} jobs and {never_connected} that never connected"
+                    "{count} {label} instances on {master} for {jobs} jobs and {never_connected} that never connected or were reclaimed"
                 ));
             }
         }
@@ -368,6 +416,34 @@ mod tests {
         seen.lost_to_restarts = vec![(1, "i-0000000c".to_string())];
         let verdict = seen.verdict();
         assert_eq!(verdict.invariants.busy_agents_killed, 2, "{verdict:?}");
+    }
+
+    #[test]
+    fn custom_resource_requests_need_one_answer_and_bad_ones_must_fail() {
+        let mut seen = base();
+        seen.cr_sent = vec![
+            ("good".to_string(), false),
+            ("bad".to_string(), true),
+            ("lost".to_string(), false),
+            ("hung".to_string(), true),
+        ];
+        seen.cr_answers = vec![
+            ("good".to_string(), "SUCCESS".to_string()),
+            ("bad".to_string(), "FAILED".to_string()),
+            ("hung".to_string(), "SUCCESS".to_string()),
+        ];
+        let invariants = seen.verdict().invariants;
+        assert_eq!(invariants.custom_resource_unanswered, 1);
+        assert_eq!(invariants.custom_resource_wrong_answers, 1);
+    }
+
+    #[test]
+    fn a_build_lost_on_a_reclaimed_instance_is_not_longshore_s_kill() {
+        let mut seen = base();
+        seen.lost_builds = vec![(0, "i-0000000a".to_string(), "job-0".to_string())];
+        assert_eq!(seen.verdict().invariants.busy_agents_killed, 1);
+        seen.reclaimed.insert("i-0000000a".to_string());
+        assert_eq!(seen.verdict().invariants.busy_agents_killed, 0);
     }
 
     #[test]

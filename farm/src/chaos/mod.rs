@@ -13,6 +13,8 @@
 //! timing (which request a fault hits) may differ.
 
 pub mod check;
+pub mod custom_resource;
+pub mod events;
 pub mod run;
 pub mod scenario;
 
@@ -33,6 +35,10 @@ pub struct ChaosOptions {
     /// Seed of the first run; run i uses SEED + i.
     #[arg(long, env = "SEED", default_value_t = 1)]
     pub seed: u64,
+    /// Batches played at once, each on its own moto and proxy (the runs of one batch share
+    /// them and go one after the other).
+    #[arg(long, env = "JOBS", default_value_t = 1)]
+    pub jobs: usize,
     /// Where summary.json goes.
     #[arg(long, default_value = "out/chaos")]
     pub out: PathBuf,
@@ -50,6 +56,7 @@ pub struct RunSummary {
     pub observing_ticks: u64,
     pub instances: usize,
     pub idempotent_replays: u64,
+    pub events_delivered: u64,
     pub scaler_errors: u64,
     pub wall_ms: u64,
 }
@@ -64,6 +71,7 @@ pub struct ChaosSummary {
     pub invariants: Invariants,
     pub instances: usize,
     pub idempotent_replays: u64,
+    pub events_delivered: u64,
     pub wall_s: f64,
     pub per_run: Vec<RunSummary>,
 }
@@ -76,13 +84,45 @@ impl ChaosSummary {
 
 /// Plays `seeds` on one moto and proxy; `progress` prints a line per run.
 pub async fn run_seeds(seeds: &[u64], progress: bool) -> Result<ChaosSummary, String> {
+    run_seeds_in_parallel(seeds, 1, progress).await
+}
+
+/// Plays `seeds` in `jobs` batches at once (seed i goes to batch i mod `jobs`), each on its
+/// own moto and proxy, and sums them up in seed order.
+pub async fn run_seeds_in_parallel(
+    seeds: &[u64],
+    jobs: usize,
+    progress: bool,
+) -> Result<ChaosSummary, String> {
     let started = Instant::now();
-    let batch = run::Batch::start().await?;
+    let jobs = jobs.clamp(1, seeds.len().max(1));
+    let shares: Vec<Vec<u64>> = (0..jobs)
+        .map(|j| seeds.iter().copied().skip(j).step_by(jobs).collect())
+        .collect();
+    let batches =
+        futures_util::future::join_all(shares.iter().map(|share| play_batch(share, progress)))
+            .await;
+    let mut runs = Vec::new();
+    for batch in batches {
+        runs.extend(batch?);
+    }
+    runs.sort_by_key(|run| run.seed);
     let mut summary = ChaosSummary {
         first_seed: seeds.first().copied().unwrap_or(0),
         runs: seeds.len() as u64,
         ..ChaosSummary::default()
     };
+    for run in runs {
+        summary.add(run);
+    }
+    summary.wall_s = started.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+/// One batch: its seeds one after the other on one moto and proxy.
+async fn play_batch(seeds: &[u64], progress: bool) -> Result<Vec<RunSummary>, String> {
+    let batch = run::Batch::start().await?;
+    let mut runs = Vec::with_capacity(seeds.len());
     for &seed in seeds {
         let seen = batch
             .run(seed)
@@ -99,16 +139,16 @@ pub async fn run_seeds(seeds: &[u64], progress: bool) -> Result<ChaosSummary, St
             observing_ticks: seen.observing_ticks,
             instances: seen.all_instances.len(),
             idempotent_replays: seen.idempotent_replays,
+            events_delivered: seen.events_delivered,
             scaler_errors: seen.scaler_errors,
             wall_ms: seen.wall_ms,
         };
         if progress {
             print_run(&run);
         }
-        summary.add(run);
+        runs.push(run);
     }
-    summary.wall_s = started.elapsed().as_secs_f64();
-    Ok(summary)
+    Ok(runs)
 }
 
 impl ChaosSummary {
@@ -122,6 +162,7 @@ impl ChaosSummary {
         self.invariants.add(&run.invariants);
         self.instances += run.instances;
         self.idempotent_replays += run.idempotent_replays;
+        self.events_delivered += run.events_delivered;
         self.per_run.push(run);
     }
 }
@@ -148,11 +189,12 @@ fn print_run(run: &RunSummary) {
 pub fn print_table(summary: &ChaosSummary) {
     println!();
     println!(
-        "chaos: {} runs (seeds {}..={}), wall time {:.1} s",
+        "chaos: {} runs (seeds {}..={}), wall time {:.1} s, {} events handled by recovery",
         summary.runs,
         summary.first_seed,
         summary.first_seed + summary.runs.saturating_sub(1),
-        summary.wall_s
+        summary.wall_s,
+        summary.events_delivered
     );
     println!("  faults injected");
     for (kind, count) in &summary.faults {
@@ -166,6 +208,11 @@ pub fn print_table(summary: &ChaosSummary) {
         ("orphans after settling", i.orphans),
         ("duplicate launches", i.duplicate_launches),
         ("jobs never run", i.jobs_never_run),
+        ("custom resource unanswered", i.custom_resource_unanswered),
+        (
+            "custom resource wrong answers",
+            i.custom_resource_wrong_answers,
+        ),
     ] {
         println!("    {name:<32} {count:>6}");
     }
@@ -183,7 +230,7 @@ pub fn print_table(summary: &ChaosSummary) {
 /// `longshore-farm chaos`: runs the batch, prints the table, writes `summary.json`.
 pub async fn run_cli(options: ChaosOptions) -> Result<ChaosSummary, String> {
     let seeds: Vec<u64> = (options.seed..options.seed.saturating_add(options.runs)).collect();
-    let summary = run_seeds(&seeds, true).await?;
+    let summary = run_seeds_in_parallel(&seeds, options.jobs, true).await?;
     print_table(&summary);
     std::fs::create_dir_all(&options.out).map_err(|e| format!("{}: {e}", options.out.display()))?;
     let path = options.out.join("summary.json");

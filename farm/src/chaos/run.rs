@@ -16,6 +16,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use aws_config::retry::RetryConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use longshore::adapters::aws::ec2::{AgentInstance, Ec2Fleet, LaunchSpec, tags};
+use longshore::adapters::aws::ecs::MasterAddress;
 use longshore::adapters::aws::lease::Lease;
 use longshore::adapters::aws::ssm::SsmSecrets;
 use longshore::adapters::jenkins::JenkinsClient;
@@ -27,12 +28,15 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::check::{Observations, SeenInstance};
+use super::custom_resource::{self, RequestFault};
+use super::events::{EventBridge, SpotPlan};
 use super::scenario::{Action, BootFaultRates, FAULT_TICKS, LABELS, MASTERS, Scenario};
 use crate::aws_proxy::AwsProxy;
 use crate::booter::{AgentState, BootFault, Booter, BooterConfig, BooterHandle};
 use crate::demo::fleet::demo_fleet;
+use crate::events;
 use crate::jenkins::{JobKind, RunningSim, SimConfig, Simulator};
-use crate::moto::{MotoServer, REGION};
+use crate::moto::{MotoServer, REGION, TestNetwork};
 use crate::stack;
 
 /// Wall time between the harness's ticks.
@@ -183,9 +187,19 @@ struct Step {
     report: Option<TickReport>,
 }
 
+/// A Spot reclamation whose warning went out: EC2 takes the instance at `due` (events tick).
+struct Reclamation {
+    due: u64,
+    instance_id: String,
+    terminations: Vec<u32>,
+}
+
 struct RunFarm {
     seed: u64,
     stack: String,
+    network: TestNetwork,
+    launch_template_id: String,
+    lease_table: String,
     sims: Vec<RunningSim>,
     booter: Arc<BooterHandle>,
     fleet: ChaosFleet,
@@ -205,6 +219,7 @@ impl RunFarm {
             .await
             .map_err(|e| e.to_string())?;
         let template = stack::create_agent_launch_template(&batch.moto_sdk, &stack).await?;
+        let launch_template_id = template.id.clone();
         let lease_table = format!("{stack}-lease");
         stack::create_lease_table(&batch.moto_sdk, &lease_table).await?;
         let mut sims = Vec::new();
@@ -250,6 +265,9 @@ impl RunFarm {
         };
         Ok(RunFarm {
             seed,
+            network,
+            launch_template_id,
+            lease_table: lease_table.clone(),
             lease: Lease::new(
                 aws_sdk_dynamodb::Client::new(&batch.proxy_sdk),
                 &lease_table,
@@ -292,11 +310,65 @@ impl RunFarm {
         )
     }
 
-    /// Plays the scenario, settles, checks nothing yet: returns what was seen.
+    /// Plays the scenario, with its custom resource requests beside it, settles, checks
+    /// nothing yet: returns what was seen.
     async fn play(&self, batch: &Batch, scenario: &Scenario) -> Result<Observations, String> {
+        let resources = custom_resource::resources(
+            &batch.moto_sdk,
+            &self.network,
+            &self.launch_template_id,
+            &self.stack,
+        )
+        .await?;
+        let cr_stack = format!("{}-cr", self.stack);
+        let (seen, answered) = tokio::join!(
+            self.play_farm(batch, scenario),
+            custom_resource::play(
+                &batch.proxy_sdk,
+                &batch.proxy,
+                &cr_stack,
+                &resources,
+                &scenario.custom_resource_requests,
+            )
+        );
+        let mut seen = seen?;
+        let (sent, answers) = answered?;
+        for (request, fault) in sent {
+            seen.count_fault(fault.kind());
+            let must_fail = matches!(fault, RequestFault::BadProperty(_) | RequestFault::Hang);
+            seen.cr_sent.push((request, must_fail));
+        }
+        seen.cr_answers = answers
+            .into_iter()
+            .map(|a| (a.request_id, a.status))
+            .collect();
+        Ok(seen)
+    }
+
+    /// The farm's part of [`Self::play`].
+    async fn play_farm(&self, batch: &Batch, scenario: &Scenario) -> Result<Observations, String> {
         let started = Instant::now();
         let proxy_before = batch.proxy.stats();
         let mut seen = Observations::new(self.seed, &self.config);
+        let masters = (0..MASTERS.len())
+            .map(|m| MasterAddress {
+                name: MASTERS[m].to_string(),
+                url: self.sims[m].url(),
+            })
+            .collect();
+        let mut bridge = EventBridge::start(
+            &batch.moto_sdk,
+            &batch.proxy_sdk,
+            &self.stack,
+            &self.lease_table,
+            masters,
+        )
+        .await?;
+        let mut events = Events {
+            bridge: &mut bridge,
+            rng: StdRng::seed_from_u64(self.seed ^ 0x0e7e_0b5e_0001),
+            reclamations: Vec::new(),
+        };
         let mut a = Slot {
             name: "a",
             scaler: None,
@@ -348,6 +420,7 @@ impl RunFarm {
                             a.scaler = None;
                         }
                     }
+                    Action::Spot(plan) => self.spot_warning(&mut events, plan, &mut seen),
                 }
             }
             let (step_a, step_b) = if overlap_left > 0 {
@@ -364,7 +437,7 @@ impl RunFarm {
             for step in std::iter::once(step_a).chain(step_b) {
                 seen.record_step(step.acted, step.observed, step.cut, step.report.as_ref());
             }
-            self.observe(&mut seen).await;
+            self.observe_and_deliver(&mut seen, &mut events).await;
             tokio::time::sleep(TICK).await;
         }
 
@@ -379,13 +452,13 @@ impl RunFarm {
         }
         self.end_invocation(&mut b, true).await;
         let settle_started = Instant::now();
-        while settle_started.elapsed() < SETTLE_DEADLINE && !self.quiet(&seen) {
+        while settle_started.elapsed() < SETTLE_DEADLINE && !self.quiet(&seen, &events) {
             let step = self.step(&mut a, None).await;
             seen.record_step(step.acted, step.observed, false, step.report.as_ref());
-            self.observe(&mut seen).await;
+            self.observe_and_deliver(&mut seen, &mut events).await;
             tokio::time::sleep(TICK).await;
         }
-        seen.settled = self.quiet(&seen);
+        seen.settled = self.quiet(&seen, &events);
         // Boots settle: every instance is connected or past its boot timeout.
         let boot_timeout = i64::from(self.config.boot_timeout_secs) * 1000;
         while settle_started.elapsed() < SETTLE_DEADLINE
@@ -393,7 +466,7 @@ impl RunFarm {
         {
             let step = self.step(&mut a, None).await;
             seen.record_step(step.acted, step.observed, false, step.report.as_ref());
-            self.observe(&mut seen).await;
+            self.observe_and_deliver(&mut seen, &mut events).await;
             tokio::time::sleep(TICK).await;
         }
         // Two acting ticks, then the orphan check.
@@ -403,30 +476,43 @@ impl RunFarm {
             let step = self.step(&mut a, None).await;
             acting += usize::from(step.acted);
             seen.record_step(step.acted, step.observed, false, step.report.as_ref());
-            self.observe(&mut seen).await;
+            self.observe_and_deliver(&mut seen, &mut events).await;
             if acting < 2 {
                 tokio::time::sleep(TICK).await;
             }
         }
         self.end_invocation(&mut a, true).await;
+        let stats = events.bridge.stats;
+        for (kind, count) in [
+            ("events_delivery_failed", stats.failed),
+            ("events_given_up", stats.given_up),
+        ] {
+            if count > 0 {
+                *seen.faults.entry(kind.to_string()).or_default() += count;
+            }
+        }
+        seen.events_delivered = stats.delivered;
         self.final_look(batch, &mut seen, &proxy_before).await?;
         seen.wall_ms = started.elapsed().as_millis() as u64;
         Ok(seen)
     }
 
-    /// Every job has started and finished, nothing queued or running, on both masters.
-    fn quiet(&self, seen: &Observations) -> bool {
-        self.sims.iter().enumerate().all(|(m, sim)| {
-            let stats = sim.sim().stats();
-            let started: BTreeSet<&str> = stats.waits.iter().map(|w| w.job.as_str()).collect();
-            stats.queue_length == 0
-                && stats.builds_running == 0
-                && seen
-                    .jobs
-                    .iter()
-                    .filter(|(master, _, _)| *master == m)
-                    .all(|(_, _, job)| started.contains(job.as_str()))
-        })
+    /// Every job has started and finished, nothing queued or running, on both masters, and
+    /// no event or reclamation on its way.
+    fn quiet(&self, seen: &Observations, events: &Events<'_>) -> bool {
+        events.bridge.idle()
+            && events.reclamations.is_empty()
+            && self.sims.iter().enumerate().all(|(m, sim)| {
+                let stats = sim.sim().stats();
+                let started: BTreeSet<&str> = stats.waits.iter().map(|w| w.job.as_str()).collect();
+                stats.queue_length == 0
+                    && stats.builds_running == 0
+                    && seen
+                        .jobs
+                        .iter()
+                        .filter(|(master, _, _)| *master == m)
+                        .all(|(_, _, job)| started.contains(job.as_str()))
+            })
     }
 
     /// One tick of one slot, as the Lambda handler would run it.
@@ -508,10 +594,80 @@ impl RunFarm {
         }
     }
 
-    /// The harness's own look at moto (not through the proxy) and the booter.
-    async fn observe(&self, seen: &mut Observations) {
-        let Ok(instances) = self.instances().await else {
+    /// Sends a Spot warning for a connected agent (if any); EC2 takes it after the notice.
+    fn spot_warning(&self, events: &mut Events<'_>, plan: &SpotPlan, seen: &mut Observations) {
+        let connected: Vec<&String> = seen
+            .connected
+            .iter()
+            .filter(|id| {
+                !seen.reclaimed.contains(*id)
+                    && self.booter.state(id) == Some(AgentState::Connected)
+            })
+            .collect();
+        if connected.is_empty() {
             return;
+        }
+        let victim = connected[plan.pick % connected.len()].clone();
+        seen.count_fault("spot_reclamations");
+        for (copy, delay) in plan.warnings.iter().enumerate() {
+            if copy > 0 {
+                seen.count_fault("events_duplicated");
+            }
+            if *delay > plan.notice_ticks {
+                seen.count_fault("events_reordered");
+            }
+            events
+                .bridge
+                .send(*delay, events::spot_interruption_warning(&victim));
+        }
+        events.bridge.announced_by_plan(&victim);
+        events.reclamations.push(Reclamation {
+            due: events.bridge.tick() + u64::from(plan.notice_ticks),
+            instance_id: victim.clone(),
+            terminations: plan.terminations.clone(),
+        });
+        seen.reclaimed.insert(victim);
+    }
+
+    /// Observes, takes the reclaimed instances due, announces ends, delivers due events.
+    async fn observe_and_deliver(&self, seen: &mut Observations, events: &mut Events<'_>) {
+        let instances = self.observe(seen).await;
+        let now = events.bridge.tick();
+        let (due, later): (Vec<Reclamation>, Vec<Reclamation>) =
+            std::mem::take(&mut events.reclamations)
+                .into_iter()
+                .partition(|r| r.due <= now);
+        events.reclamations = later;
+        for reclamation in due {
+            // EC2 reclaiming the capacity: terminated in moto directly, as AWS would.
+            let _ = self
+                .moto_ec2
+                .terminate_instances()
+                .instance_ids(&reclamation.instance_id)
+                .send()
+                .await;
+            for (copy, delay) in reclamation.terminations.iter().enumerate() {
+                if copy > 0 {
+                    seen.count_fault("events_duplicated");
+                }
+                events.bridge.send(
+                    *delay,
+                    events::ec2_state_change(&reclamation.instance_id, "terminated"),
+                );
+            }
+        }
+        let ended = instances.iter().filter(|i| !i.alive).map(|i| i.id.as_str());
+        let duplicated = events.bridge.announce_ends(&mut events.rng, ended);
+        for _ in 0..duplicated {
+            seen.count_fault("events_duplicated");
+        }
+        events.bridge.deliver_due().await;
+    }
+
+    /// The harness's own look at moto (not through the proxy) and the booter.
+    async fn observe(&self, seen: &mut Observations) -> Vec<SeenInstance> {
+        let Ok(instances) = self.instances().await else {
+            return Vec::new();
         };
         for instance in &instances {
             if let Some(state) = self.booter.state(&instance.id)
@@ -524,6 +680,7 @@ impl RunFarm {
             }
         }
         seen.record_instances(now_ms(), &instances);
+        instances
     }
 
     /// The stack's instances in moto, in every state.
@@ -646,6 +803,14 @@ impl RunFarm {
             sim.shutdown().await;
         }
     }
+}
+
+/// The events side of a run: EventBridge with recovery behind it, the run's own random stream
+/// for event timing, and the reclamations whose notice is running.
+struct Events<'b> {
+    bridge: &'b mut EventBridge,
+    rng: StdRng,
+    reclamations: Vec<Reclamation>,
 }
 
 /// The handler's lease horizon: the invocation's end plus two polls.

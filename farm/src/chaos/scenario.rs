@@ -8,6 +8,8 @@ use std::time::Duration;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use super::custom_resource::RequestFault;
+use super::events::SpotPlan;
 use crate::aws_proxy::{AwsFault, FaultRule};
 use crate::jenkins::{Budget, Fault};
 
@@ -50,6 +52,8 @@ pub enum Action {
     EndInvocation {
         cold: bool,
     },
+    /// EC2 reclaims a connected agent: warning, notice, termination, events on their way.
+    Spot(SpotPlan),
 }
 
 /// Boot faults drawn per launched instance.
@@ -67,6 +71,8 @@ pub struct Scenario {
     /// `(tick, action)` in tick order.
     pub actions: Vec<(u32, Action)>,
     pub boot_faults: BootFaultRates,
+    /// Custom resource requests played beside the farm, one fault each.
+    pub custom_resource_requests: Vec<RequestFault>,
 }
 
 impl Scenario {
@@ -134,10 +140,22 @@ impl Scenario {
             dies_mid_build: rate(),
             connects_late: rate(),
         };
+        // Drawn from a stream of their own, so that adding them left the older faults'
+        // scripts of every seed as they were.
+        let mut rng = StdRng::seed_from_u64(seed ^ 0x0e7e_0b5e);
+        for _ in 0..rng.random_range(0..=2) {
+            let tick = rng.random_range(2..FAULT_TICKS - 10);
+            actions.push((tick, Action::Spot(SpotPlan::draw(&mut rng))));
+        }
+        actions.sort_by_key(|(tick, _)| *tick);
+        let custom_resource_requests = (0..rng.random_range(1..=3))
+            .map(|_| RequestFault::draw(&mut rng))
+            .collect();
         Scenario {
             seed,
             actions,
             boot_faults,
+            custom_resource_requests,
         }
     }
 
