@@ -7,6 +7,15 @@ SHELL := /bin/bash
 VENV        := .venv
 VENV_BIN    := $(CURDIR)/$(VENV)/bin
 STAMP       := $(VENV)/.installed
+# checkov 3.3.30 pins boto3==1.35.49 and networkx<2.7, older than the moto/awscli pins of
+# requirements.txt (boto3 1.44.8, networkx 3.6.1), so it has a venv of its own.
+SCAN_VENV   := .venv-scan
+SCAN_STAMP  := $(SCAN_VENV)/.installed
+# No network at run time: --skip-download keeps checkov off the Prisma Cloud API (guidelines,
+# custom policies) and CKV_SKIP_PACKAGE_UPDATE_CHECK off PyPI's "new version?" check. --quiet
+# --compact print only failed checks, without code; any unsuppressed failed check exits 1.
+CHECKOV     := CKV_SKIP_PACKAGE_UPDATE_CHECK=true BC_SKIP_MAPPING=TRUE $(CURDIR)/$(SCAN_VENV)/bin/checkov \
+	--framework cloudformation --quiet --compact --skip-download
 PYTHON      ?= python3
 FUNCTIONS   := config-resolver queue-scaler recovery
 # Build the workspace as a whole, all targets, and run binaries from the target dir: a `-p`
@@ -32,6 +41,12 @@ $(STAMP): requirements.txt
 	$(VENV_BIN)/pip install --quiet -r requirements.txt
 	touch $@
 
+# The same for the scanner: reinstalls only when requirements-scan.txt changes.
+$(SCAN_STAMP): requirements-scan.txt
+	$(PYTHON) -m venv $(SCAN_VENV)
+	$(SCAN_VENV)/bin/pip install --quiet -r requirements-scan.txt
+	touch $@
+
 demo: setup ## the whole farm locally: moto, two simulated masters, booting agents, a job trace
 	cargo build --workspace --all-targets
 	RUST_LOG=$${RUST_LOG:-warn} $(TARGET_DIR)/debug/longshore-farm demo
@@ -40,10 +55,11 @@ test: setup lint ## lint, then every test: unit, property, integration, end-to-e
 	cargo build --workspace --all-targets
 	cargo test --workspace --all-targets --no-fail-fast
 
-lint: setup ## fmt, clippy (warnings are errors) and cfn-lint
+lint: setup $(SCAN_STAMP) ## fmt, clippy (warnings are errors), cfn-lint and checkov on the template
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
-	@if [ -f infra/template.yaml ]; then cfn-lint infra/template.yaml; else echo "cfn-lint: no infra/template.yaml yet"; fi
+	cfn-lint infra/template.yaml
+	$(CHECKOV) -f infra/template.yaml
 
 build: setup ## release builds of the three Lambdas with cargo-lambda
 	cargo lambda build --release $(addprefix -p ,$(FUNCTIONS))
@@ -107,6 +123,6 @@ chaos: setup ## the fault harness: RUNS seeded runs from SEED, invariants checke
 	cargo build --workspace --all-targets
 	RUST_LOG=$${RUST_LOG:-off} $(TARGET_DIR)/debug/longshore-farm chaos --runs $(RUNS) --seed $(SEED) --jobs $(JOBS) --out out/chaos
 
-clean: ## remove build output, the venv and demo/bench output
+clean: ## remove build output, the venvs and demo/bench output
 	cargo clean
-	rm -rf $(VENV) out
+	rm -rf $(VENV) $(SCAN_VENV) out

@@ -129,6 +129,7 @@ fn check_network(cli: &AwsCli, d: &LocalDeployment) {
     let master = physical(d, "MasterSecurityGroup");
     let agent = physical(d, "AgentSecurityGroup");
     let efs = physical(d, "EfsSecurityGroup");
+    let functions = physical(d, "FunctionSecurityGroup");
     assert_eq!(
         ingress(cli, alb),
         vec![
@@ -136,14 +137,19 @@ fn check_network(cli: &AwsCli, d: &LocalDeployment) {
             (443, "203.0.113.0/24".to_string())
         ]
     );
-    let mut from = vec![(8080, alb.to_string()), (8080, agent.to_string())];
+    let mut from = vec![
+        (8080, alb.to_string()),
+        (8080, agent.to_string()),
+        (8080, functions.to_string()),
+    ];
     from.sort();
     assert_eq!(
         ingress(cli, master),
         from,
-        "masters: the ALB and the agents only"
+        "masters: the ALB, the agents and the Jenkins-calling Lambdas only"
     );
     assert_eq!(ingress(cli, agent), vec![], "agents have no ingress");
+    assert_eq!(ingress(cli, functions), vec![], "Lambdas have no ingress");
     assert_eq!(ingress(cli, physical(d, "MasterHostSecurityGroup")), vec![]);
     assert_eq!(ingress(cli, efs), vec![(2049, master.to_string())]);
 

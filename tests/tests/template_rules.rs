@@ -214,7 +214,7 @@ fn instances_require_imdsv2_and_volumes_are_encrypted() {
 fn ingress_is_only_what_each_tier_needs() {
     let template = template();
     let groups = of_type(&template, "AWS::EC2::SecurityGroup");
-    assert_eq!(groups.len(), 5);
+    assert_eq!(groups.len(), 6);
     let mut rules: BTreeMap<String, Vec<(i64, Value)>> = BTreeMap::new();
     for (id, def) in &groups {
         for rule in list(&def["Properties"]["SecurityGroupIngress"]) {
@@ -251,7 +251,8 @@ fn ingress_is_only_what_each_tier_needs() {
         rules["MasterSecurityGroup"],
         vec![
             (8080, group("AlbSecurityGroup")),
-            (8080, group("AgentSecurityGroup"))
+            (8080, group("AgentSecurityGroup")),
+            (8080, group("FunctionSecurityGroup"))
         ]
     );
     assert_eq!(
@@ -265,6 +266,30 @@ fn ingress_is_only_what_each_tier_needs() {
     assert!(
         !rules.contains_key("MasterHostSecurityGroup"),
         "hosts: no ingress"
+    );
+    assert!(
+        !rules.contains_key("FunctionSecurityGroup"),
+        "Lambdas: no ingress"
+    );
+    // The two Lambdas that call Jenkins sit in the VPC, in that group (the masters answer at
+    // their tasks' private IPs only); config-resolver calls AWS APIs alone and stays out.
+    for function in ["QueueScalerFunction", "RecoveryFunction"] {
+        let vpc = &template["Resources"][function]["Properties"]["VpcConfig"];
+        assert_eq!(
+            vpc["SubnetIds"],
+            json!({"Ref": "PrivateSubnets"}),
+            "{function}"
+        );
+        assert_eq!(
+            vpc["SecurityGroupIds"],
+            json!([group("FunctionSecurityGroup")]),
+            "{function}"
+        );
+    }
+    assert!(
+        template["Resources"]["ConfigResolverFunction"]["Properties"]
+            .get("VpcConfig")
+            .is_none()
     );
     assert!(!template.to_string().contains("0.0.0.0/0"));
 }
