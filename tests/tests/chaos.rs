@@ -9,7 +9,7 @@ use longshore::adapters::aws::ssm::SsmSecrets;
 use longshore::adapters::jenkins::JenkinsClient;
 use longshore::domain::fleet::{FleetConfig, SpotPolicy};
 use longshore::handlers::queue_scaler::{MasterEndpoint, Scaler};
-use longshore_farm::aws_proxy::AwsProxy;
+use longshore_farm::aws_proxy::{AwsFault, AwsProxy, FaultRule};
 use longshore_farm::chaos::run_seeds;
 use longshore_farm::demo::fleet::demo_fleet;
 use longshore_farm::jenkins::{JobKind, RunningSim, SimConfig, Simulator};
@@ -205,4 +205,43 @@ async fn a_new_invocation_keeps_the_cap_while_ec2_hides_fresh_instances() {
         "the cap of 2 is full: {} live instances; nodes of live agents removed: {nodes_removed:?}",
         live.len()
     );
+}
+
+/// The duplicate launch `make chaos RUNS=1000` found under load (seeds 32 and 42): a tick
+/// launched on its second candidate (no capacity for the first instance type), lost the answer
+/// and died; a new invocation, planning the same launch while EC2 did not list the instance
+/// yet, found capacity for the first candidate and launched a second instance under that
+/// candidate's token. One token now serves every candidate of a launch: EC2 answers the retry
+/// `IdempotentParameterMismatch`, and the scaler takes it for "launched already".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_that_finds_capacity_again_does_not_launch_twice() {
+    let farm = OneMaster::start("capacity-back").await;
+    // A first tick creates the standby nodes that make the queue's texts readable.
+    farm.scaler().tick(now_ms()).await;
+    farm.proxy.hide_new_instances_for(Duration::from_secs(30));
+    // No c6i.2xlarge anywhere for this tick; every answer of the fallback launch is lost.
+    farm.proxy.add_rule(
+        FaultRule::on("RunInstances", AwsFault::InsufficientCapacity)
+            .with_param("InstanceType", "c6i.2xlarge")
+            .times(2),
+    );
+    farm.proxy
+        .add_rule(FaultRule::on("RunInstances", AwsFault::LoseResponse).times(3));
+    farm.submit("job-0", "docker-large");
+    let first = farm.scaler().tick(now_ms()).await;
+    assert!(
+        first.launched.is_empty(),
+        "the answers were lost: {first:?}"
+    );
+    assert_eq!(farm.proxy.stats().launches_forwarded, 1);
+    // The next invocation, in a new process; capacity is back.
+    let second = farm.scaler().tick(now_ms()).await;
+    let live = longshore_tests::live_instances(&farm.moto_ec2, "capacity-back").await;
+    assert_eq!(
+        live.len(),
+        1,
+        "one instance for one job; second tick: {:?}",
+        second.launched
+    );
+    assert!(farm.proxy.stats().idempotency_mismatches >= 1);
 }

@@ -65,13 +65,16 @@ pub struct Injector {
     subnets: Vec<String>,
     zone_subnet: String,
     speed: f64,
+    /// The masters' API token (a replacement master gets the same).
+    token: String,
 }
 
 impl Injector {
-    pub fn new(subnets: Vec<String>, speed: f64) -> Injector {
+    pub fn new(subnets: Vec<String>, speed: f64, token: String) -> Injector {
         Injector {
             subnets,
             speed: speed.max(0.01),
+            token,
             ..Injector::default()
         }
     }
@@ -290,6 +293,7 @@ impl Injector {
         };
         let config = SimConfig {
             name: name.clone(),
+            token: self.token.clone(),
             quiet_period: Duration::ZERO,
             ..SimConfig::default()
         };

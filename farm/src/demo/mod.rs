@@ -14,6 +14,7 @@
 pub mod faults;
 pub mod fleet;
 pub mod inject;
+pub mod leaks;
 pub mod observe;
 pub mod progress;
 pub mod timeline;
@@ -154,6 +155,8 @@ pub struct DemoReport {
     pub orphan_secrets: usize,
     pub errors: ErrorCounts,
     pub recovery_events_delivered: usize,
+    /// Secrets found in the Lambdas' logs (kind and log, never the value); must be empty.
+    pub secrets_in_logs: Vec<String>,
     pub faults: Vec<FaultRecord>,
     pub wall_s: f64,
 }
@@ -168,6 +171,7 @@ impl DemoReport {
             && self.busy_agents_killed == 0
             && self.cap_overshoots == 0
             && self.orphans_left == 0
+            && self.secrets_in_logs.is_empty()
     }
 }
 
@@ -182,6 +186,8 @@ struct Farm {
     config: FleetConfig,
     /// The agents' subnets, one per zone.
     subnets: Vec<String>,
+    /// The masters' API token, fresh for the run (the logs are searched for it).
+    token: String,
 }
 
 /// Runs the demo end to end.
@@ -195,7 +201,7 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport, DemoError> {
         .sims
         .iter()
         .flatten()
-        .map(|sim| JenkinsClient::new(http.clone(), &sim.url(), "admin", "admin"))
+        .map(|sim| JenkinsClient::new(http.clone(), &sim.url(), "admin", &farm.token))
         .collect();
     let mut booter_config = BooterConfig::new(STACK);
     booter_config.boot_delay = Duration::from_secs(options.boot_delay_secs);
@@ -220,7 +226,7 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport, DemoError> {
         MASTERS.len(),
         if options.no_faults { 0 } else { 4 }
     );
-    let mut injector = Injector::new(farm.subnets.clone(), speed);
+    let mut injector = Injector::new(farm.subnets.clone(), speed, farm.token.clone());
     let mut progress = Progress::new(trace.len());
     let mut samples: Vec<Sample> = Vec::new();
     let mut cap_overshoots = 0;
@@ -307,6 +313,7 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport, DemoError> {
     };
     report.recovery_events_delivered = injector.events_delivered;
     write_logs(&options.out, &farm.lambdas);
+    report.secrets_in_logs = secrets_in_logs(&farm.lambdas, &farm.token, &stats);
     report.faults = injector.records.clone();
     report.wall_s = started.elapsed().as_secs_f64();
     drop(farm.lambdas);
@@ -479,10 +486,12 @@ async fn start_farm(options: &DemoOptions) -> Result<Farm, DemoError> {
         .await
         .map_err(setup)?;
     let proxy = AwsProxy::start(&moto.endpoint_url()).await.map_err(setup)?;
+    let token = leaks::fresh_token();
     let mut sims = Vec::new();
     for name in MASTERS {
         let config = SimConfig {
             name: name.to_string(),
+            token: token.clone(),
             quiet_period: Duration::ZERO,
             ..SimConfig::default()
         };
@@ -497,7 +506,7 @@ async fn start_farm(options: &DemoOptions) -> Result<Farm, DemoError> {
         .iter()
         .map(|s| s.subnet_id.clone())
         .collect();
-    let lambdas = start_lambdas(&sdk, &moto, &proxy, &config, &sims).await?;
+    let lambdas = start_lambdas(&sdk, &moto, &proxy, &config, &sims, &token).await?;
     let fleet = Ec2Fleet::new(aws_sdk_ec2::Client::new(&sdk), STACK, template);
     Ok(Farm {
         moto,
@@ -508,6 +517,7 @@ async fn start_farm(options: &DemoOptions) -> Result<Farm, DemoError> {
         fleet,
         config,
         subnets,
+        token,
     })
 }
 
@@ -519,6 +529,7 @@ async fn start_lambdas(
     proxy: &AwsProxy,
     config: &FleetConfig,
     sims: &[Option<RunningSim>],
+    token: &str,
 ) -> Result<LambdaFarm, DemoError> {
     stack::put_fleet_config(sdk, FLEET_PARAMETER, config)
         .await
@@ -529,7 +540,7 @@ async fn start_lambdas(
     stack::create_lease_table(sdk, RECOVERY_TABLE)
         .await
         .map_err(setup)?;
-    stack::create_jenkins_secret(sdk, JENKINS_SECRET, "admin", "admin")
+    stack::create_jenkins_secret(sdk, JENKINS_SECRET, "admin", token)
         .await
         .map_err(setup)?;
     let topic = aws_sdk_sns::Client::new(sdk)
@@ -613,6 +624,26 @@ fn write_logs(dir: &std::path::Path, lambdas: &LambdaFarm) {
             eprintln!("cannot write {}: {err}", path.display());
         }
     }
+}
+
+/// The API token and every agent secret the masters handed out, looked for in the logs.
+fn secrets_in_logs(lambdas: &LambdaFarm, token: &str, stats: &[SimStats]) -> Vec<String> {
+    let logs: Vec<(String, String)> = ["queue-scaler", "recovery"]
+        .iter()
+        .map(|f| (format!("{f}.log"), lambdas.logs(f)))
+        .collect();
+    let logs: Vec<(&str, &str)> = logs.iter().map(|(n, t)| (n.as_str(), t.as_str())).collect();
+    let mut secrets = vec![leaks::Secret {
+        kind: "the Jenkins API token",
+        value: token,
+    }];
+    for secret in stats.iter().flat_map(|s| &s.agent_secrets_issued) {
+        secrets.push(leaks::Secret {
+            kind: "an agent secret",
+            value: secret,
+        });
+    }
+    leaks::leaks(&logs, &secrets)
 }
 
 fn setup(err: impl std::fmt::Display) -> DemoError {

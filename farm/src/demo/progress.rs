@@ -162,6 +162,10 @@ pub fn print_summary(report: &DemoReport) {
             ),
         ),
         (
+            "secrets in the Lambdas' logs (must be 0)",
+            report.secrets_in_logs.len().to_string(),
+        ),
+        (
             "events delivered to recovery",
             report.recovery_events_delivered.to_string(),
         ),

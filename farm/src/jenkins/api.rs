@@ -750,7 +750,10 @@ fn computer_action(st: &mut State, now: Instant, req: &Req, key: &str, rest: &[&
                 return not_found(&req.uri);
             };
             let secret = st.agent_secret(key).unwrap_or_default();
-            let ws = if n.websocket {
+            let websocket = n.websocket;
+            let (name, fs) = (html_escape(&n.name), html_escape(&n.remote_fs));
+            st.secrets_issued.insert(secret.clone());
+            let ws = if websocket {
                 "    <argument>-webSocket</argument>\n"
             } else {
                 ""
@@ -761,8 +764,6 @@ fn computer_action(st: &mut State, now: Instant, req: &Req, key: &str, rest: &[&
                  <argument>{fs}</argument>\n    <argument>-internalDir</argument>\n    \
                  <argument>remoting</argument>\n    <argument>-url</argument>\n    \
                  <argument>{root}</argument>\n  </application-desc>\n</jnlp>",
-                name = html_escape(&n.name),
-                fs = html_escape(&n.remote_fs),
             );
             (
                 StatusCode::OK,

@@ -132,6 +132,9 @@ pub struct SimStats {
     pub builds_lost: Vec<LostBuild>,
     /// Queue waiting time of every started build, in start order.
     pub waits: Vec<WaitSample>,
+    /// Every agent secret this master handed out (its JNLP file), so that a run can look for
+    /// them where they must never be, such as logs.
+    pub agent_secrets_issued: Vec<String>,
 }
 
 /// Messages the socket task of an agent connection acts on.
@@ -380,6 +383,8 @@ pub(crate) struct State {
     pub cfg: SimConfig,
     pub root_url: String,
     secret_key: [u8; 32],
+    /// Agent secrets handed out, for [`SimStats::agent_secrets_issued`].
+    pub(crate) secrets_issued: BTreeSet<String>,
     epoch_ms: u64,
     epoch: Instant,
     next_queue_id: u64,
@@ -427,6 +432,7 @@ impl State {
             cfg,
             root_url: String::new(),
             secret_key,
+            secrets_issued: BTreeSet::new(),
             epoch_ms,
             epoch,
             next_queue_id: 1,
@@ -1197,6 +1203,7 @@ impl State {
             builds_running: self.running.len(),
             builds_lost: self.builds_lost.clone(),
             waits: self.waits.clone(),
+            agent_secrets_issued: self.secrets_issued.iter().cloned().collect(),
         }
     }
 }

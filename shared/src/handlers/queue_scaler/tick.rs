@@ -313,7 +313,7 @@ impl<J: Jenkins, F: Fleet, S: Secrets> Scaler<J, F, S> {
             return;
         };
         let mut instance_id = None;
-        for (index, candidate) in launch.candidates.iter().enumerate() {
+        for candidate in launch.candidates.iter() {
             let spec = LaunchSpec {
                 master: launch.master.clone(),
                 master_url: master_url.clone(),
@@ -321,13 +321,24 @@ impl<J: Jenkins, F: Fleet, S: Secrets> Scaler<J, F, S> {
                 instance_type: candidate.instance_type.clone(),
                 subnet_id: candidate.subnet_id.clone(),
                 spot: candidate.spot,
-                // One token per candidate: EC2 refuses a token reused with other parameters.
-                client_token: format!("{}-{index}", launch.client_token),
+                // One token for every candidate: EC2 binds a token only to a launch that
+                // succeeded, so a candidate refused for capacity leaves it free for the next;
+                // and a retried tick whose first try went to a later candidate is answered
+                // `IdempotentParameterMismatch` instead of launching a second instance.
+                client_token: launch.client_token.clone(),
             };
             match self.launch_with_fresh_token_if_terminated(spec).await {
                 Ok(id) => {
                     instance_id = Some((id, candidate.subnet_id.clone()));
                     break;
+                }
+                Err(err) if err.code == "IdempotentParameterMismatch" => {
+                    // An earlier try of this very launch succeeded with another candidate (its
+                    // answer was lost or its tick cut off): the instance exists, and is
+                    // registered once EC2 lists it (`Plan.unregistered`).
+                    info!(master = %launch.master, template = %launch.template, token = %launch.client_token,
+                          "launched already by an earlier try with another candidate");
+                    return;
                 }
                 Err(err) if CAPACITY_ERRORS.contains(&err.code.as_str()) => {
                     info!(master = %launch.master, template = %launch.template, instance_type = %candidate.instance_type,
