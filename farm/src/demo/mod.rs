@@ -157,6 +157,8 @@ pub struct DemoReport {
     pub recovery_events_delivered: usize,
     /// Secrets found in the Lambdas' logs (kind and log, never the value); must be empty.
     pub secrets_in_logs: Vec<String>,
+    /// How many secrets were looked for: the API token and every agent secret handed out.
+    pub secrets_looked_for: usize,
     pub faults: Vec<FaultRecord>,
     pub wall_s: f64,
 }
@@ -313,7 +315,8 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport, DemoError> {
     };
     report.recovery_events_delivered = injector.events_delivered;
     write_logs(&options.out, &farm.lambdas);
-    report.secrets_in_logs = secrets_in_logs(&farm.lambdas, &farm.token, &stats);
+    (report.secrets_in_logs, report.secrets_looked_for) =
+        secrets_in_logs(&farm.lambdas, &farm.token, &stats);
     report.faults = injector.records.clone();
     report.wall_s = started.elapsed().as_secs_f64();
     drop(farm.lambdas);
@@ -627,7 +630,7 @@ fn write_logs(dir: &std::path::Path, lambdas: &LambdaFarm) {
 }
 
 /// The API token and every agent secret the masters handed out, looked for in the logs.
-fn secrets_in_logs(lambdas: &LambdaFarm, token: &str, stats: &[SimStats]) -> Vec<String> {
+fn secrets_in_logs(lambdas: &LambdaFarm, token: &str, stats: &[SimStats]) -> (Vec<String>, usize) {
     let logs: Vec<(String, String)> = ["queue-scaler", "recovery"]
         .iter()
         .map(|f| (format!("{f}.log"), lambdas.logs(f)))
@@ -643,7 +646,7 @@ fn secrets_in_logs(lambdas: &LambdaFarm, token: &str, stats: &[SimStats]) -> Vec
             value: secret,
         });
     }
-    leaks::leaks(&logs, &secrets)
+    (leaks::leaks(&logs, &secrets), secrets.len())
 }
 
 fn setup(err: impl std::fmt::Display) -> DemoError {

@@ -162,8 +162,12 @@ pub fn print_summary(report: &DemoReport) {
             ),
         ),
         (
-            "secrets in the Lambdas' logs (must be 0)",
-            report.secrets_in_logs.len().to_string(),
+            "secrets in logs (must be 0)",
+            format!(
+                "{} of {}",
+                report.secrets_in_logs.len(),
+                report.secrets_looked_for
+            ),
         ),
         (
             "events delivered to recovery",
