@@ -1438,4 +1438,94 @@ mod tests {
             "LaunchTemplate"
         );
     }
+
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        fn stack() -> impl Strategy<Value = String> {
+            "[a-zA-Z][a-zA-Z0-9-]{0,40}"
+        }
+
+        fn logical() -> impl Strategy<Value = String> {
+            "[a-zA-Z0-9]{1,40}"
+        }
+
+        proptest! {
+            #[test]
+            fn issued_ids_read_back_to_themselves(
+                stack in stack(),
+                logical in logical(),
+                masters in prop::collection::vec("[a-z][a-z0-9-]{0,12}", 0..5),
+                request in ".{0,60}",
+            ) {
+                for id in [
+                    OwnId::for_identity(&stack, &logical, &masters),
+                    OwnId::for_failed_create(&stack, &logical, &request),
+                ] {
+                    prop_assert_eq!(OwnId::parse(&id.physical_id()), Some(id.clone()));
+                    // Every parameter of an id lives under its own root, and no other id's
+                    // root is a prefix of it.
+                    prop_assert!(id.paths().fleet().starts_with(&id.paths().root));
+                }
+            }
+
+            #[test]
+            fn the_identity_ignores_master_order_and_repeats_but_not_the_set(
+                stack in stack(),
+                logical in logical(),
+                mut masters in prop::collection::vec("[a-z]{1,8}", 1..5),
+                extra in "[A-Z]{1,8}",
+            ) {
+                let id = OwnId::for_identity(&stack, &logical, &masters);
+                let mut shuffled = masters.clone();
+                shuffled.reverse();
+                shuffled.push(masters[0].clone());
+                prop_assert_eq!(&OwnId::for_identity(&stack, &logical, &shuffled), &id);
+                masters.push(extra);
+                prop_assert_ne!(OwnId::for_identity(&stack, &logical, &masters).tag, id.tag);
+            }
+
+            #[test]
+            fn a_failed_create_never_takes_a_working_id(
+                stack in stack(),
+                logical in logical(),
+                masters in prop::collection::vec("[a-z]{1,8}", 0..4),
+                request in ".{0,60}",
+            ) {
+                let failed = OwnId::for_failed_create(&stack, &logical, &request);
+                let working = OwnId::for_identity(&stack, &logical, &masters);
+                prop_assert_ne!(failed.physical_id(), working.physical_id());
+                prop_assert!(!failed.paths().root.starts_with(&working.paths().root));
+                prop_assert!(!working.paths().root.starts_with(&failed.paths().root));
+            }
+
+            #[test]
+            fn foreign_ids_are_not_ours(id in ".{0,80}") {
+                if let Some(own) = OwnId::parse(&id) {
+                    prop_assert_eq!(own.physical_id(), id);
+                }
+            }
+
+            #[test]
+            fn every_response_fits_and_stays_json(
+                reason in ".{0,6000}",
+                data in prop::collection::btree_map("[A-Za-z]{1,20}", ".{0,400}", 0..20),
+            ) {
+                let response = Response {
+                    status: Status::Success,
+                    reason: Some(reason),
+                    physical_resource_id: "longshore.ci.JenkinsConfig.0123456789ab".to_string(),
+                    stack_id: "arn:aws:cloudformation:us-east-1:123456789012:stack/ci/guid".to_string(),
+                    request_id: "r".to_string(),
+                    logical_resource_id: "JenkinsConfig".to_string(),
+                    no_echo: false,
+                    data,
+                };
+                let body = response.to_body();
+                prop_assert!(body.len() <= MAX_RESPONSE_BYTES, "{} bytes", body.len());
+                prop_assert!(serde_json::from_str::<serde_json::Value>(&body).is_ok());
+            }
+        }
+    }
 }
