@@ -141,7 +141,25 @@ fn now_ms() -> i64 {
 /// and a new agent starts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_orphaned_launch_is_replaced_by_a_new_instance() {
-    let farm = OneMaster::start("orphan-token").await;
+    orphan_is_replaced(OneMaster::start("orphan-token").await).await;
+}
+
+/// The same after a launch that fell back to a later candidate (seeds 75 and 85 of
+/// `make chaos RUNS=1000`): with capacity back, the first candidates answer the launch's token
+/// with `IdempotentParameterMismatch`; the one it took answers `IdempotentInstanceTerminated`,
+/// and the next token launches. The job used to wait forever, the launch taken for done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_orphaned_launch_on_a_fallback_candidate_is_replaced_too() {
+    let farm = OneMaster::start("orphan-fallback").await;
+    farm.proxy.add_rule(
+        FaultRule::on("RunInstances", AwsFault::InsufficientCapacity)
+            .with_param("InstanceType", "c6i.large")
+            .times(2),
+    );
+    orphan_is_replaced(farm).await;
+}
+
+async fn orphan_is_replaced(farm: OneMaster) {
     let mut scaler = farm.scaler();
     farm.submit("job", "docker");
     let mut first = None;

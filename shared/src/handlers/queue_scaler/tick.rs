@@ -303,7 +303,8 @@ impl<J: Jenkins, F: Fleet, S: Secrets> Scaler<J, F, S> {
         }
     }
 
-    /// Launches one agent: the candidates in order, moving on only when AWS has no capacity;
+    /// Launches one agent: the candidates in order, moving on when AWS has no capacity or an
+    /// earlier try of this launch took another candidate;
     /// then its node and its secret. A launch whose node cannot be registered is terminated.
     async fn launch(&mut self, launch: &Launch, now_ms: i64, report: &mut TickReport) {
         let Some(template) = self.template(&launch.template).cloned() else {
@@ -313,6 +314,7 @@ impl<J: Jenkins, F: Fleet, S: Secrets> Scaler<J, F, S> {
             return;
         };
         let mut instance_id = None;
+        let mut launched_before = false;
         for candidate in launch.candidates.iter() {
             let spec = LaunchSpec {
                 master: launch.master.clone(),
@@ -334,11 +336,10 @@ impl<J: Jenkins, F: Fleet, S: Secrets> Scaler<J, F, S> {
                 }
                 Err(err) if err.code == "IdempotentParameterMismatch" => {
                     // An earlier try of this very launch succeeded with another candidate (its
-                    // answer was lost or its tick cut off): the instance exists, and is
-                    // registered once EC2 lists it (`Plan.unregistered`).
-                    info!(master = %launch.master, template = %launch.template, token = %launch.client_token,
-                          "launched already by an earlier try with another candidate");
-                    return;
+                    // answer was lost, or its tick cut off). The candidate it took answers with
+                    // that instance (registered below) or, if it is gone since,
+                    // `IdempotentInstanceTerminated` and a launch under the next token.
+                    launched_before = true;
                 }
                 Err(err) if CAPACITY_ERRORS.contains(&err.code.as_str()) => {
                     info!(master = %launch.master, template = %launch.template, instance_type = %candidate.instance_type,
@@ -351,6 +352,13 @@ impl<J: Jenkins, F: Fleet, S: Secrets> Scaler<J, F, S> {
             }
         }
         let Some((id, subnet)) = instance_id else {
+            if launched_before {
+                // None of today's candidates is the one it took: it is registered once EC2
+                // lists it (`Plan.unregistered`); launching again would be a duplicate.
+                info!(master = %launch.master, template = %launch.template, token = %launch.client_token,
+                      "launched already by an earlier try with another candidate");
+                return;
+            }
             report.errors.push(format!(
                 "no capacity for {} on {} in any candidate",
                 launch.template, launch.master
