@@ -28,7 +28,7 @@ export PATH := $(VENV_BIN):$(PATH)
 export LONGSHORE_VENV := $(CURDIR)/$(VENV)
 export AWS_EC2_METADATA_DISABLED := true
 
-.PHONY: help setup demo test lint build bench clean deploy deploy-local chaos
+.PHONY: help setup demo test lint build bench clean deploy deploy-local chaos fuzz
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -122,6 +122,26 @@ JOBS ?= 2
 chaos: setup ## the fault harness: RUNS seeded runs from SEED, invariants checked (out/chaos)
 	cargo build --workspace --all-targets
 	RUST_LOG=$${RUST_LOG:-off} $(TARGET_DIR)/debug/longshore-farm chaos --runs $(RUNS) --seed $(SEED) --jobs $(JOBS) --out out/chaos
+
+# ---- fuzz ------------------------------------------------------------------------------------
+# cargo-fuzz (libFuzzer) on the parsers and pure decisions that read outside input: fuzz/ is a
+# crate and workspace of its own, excluded from the main one, so `cargo build --workspace` and
+# `make test` never build it. cargo-fuzz 0.13.2 is installed into .tools when not on the PATH.
+# Only stable Rust is here: `-s none` (no AddressSanitizer, which needs nightly's -Zsanitizer;
+# safe Rust needs it little) builds on stable without RUSTC_BOOTSTRAP; coverage
+# instrumentation, debug assertions and overflow checks (-a) stay on. The first build compiles
+# the whole dependency tree instrumented, into FUZZ_TARGET_DIR (its own dir: other RUSTFLAGS).
+# Targets run one after the other for FUZZ_SECONDS each; the grown corpus and any crashing
+# input go to out/fuzz (not committed); fuzz/seeds holds the seeds. Smoke run:
+# `make fuzz FUZZ_SECONDS=10`. One target: `make fuzz FUZZ_TARGETS=label_expr`.
+FUZZ_SECONDS    ?= 600
+FUZZ_TARGETS    ?=
+FUZZ_TARGET_DIR ?= $(TARGET_DIR)/fuzz
+fuzz: ## fuzz every target for FUZZ_SECONDS (default 600) each; fails on any crash (out/fuzz)
+	@command -v cargo-fuzz >/dev/null || [ -x .tools/bin/cargo-fuzz ] || \
+		cargo install cargo-fuzz --version 0.13.2 --locked --root $(CURDIR)/.tools
+	PATH=$(CURDIR)/.tools/bin:$$PATH CARGO_TARGET_DIR=$(FUZZ_TARGET_DIR) \
+		fuzz/run.sh $(FUZZ_SECONDS) $(CURDIR)/out/fuzz $(FUZZ_TARGETS)
 
 clean: ## remove build output, the venvs and demo/bench output
 	cargo clean

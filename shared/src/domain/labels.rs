@@ -471,10 +471,22 @@ impl Parser {
     }
 }
 
+/// The most tokens (labels, operators, parentheses) [`parse`] accepts.
+pub const MAX_TOKENS: usize = 1000;
+
 /// Parses a label expression as `Label.parseExpression` does: the whole input must be one
 /// expression. Never panics; every failure is a [`LabelError`] with a position.
 pub fn parse(input: &str) -> Result<LabelExpr, LabelError> {
     let toks = lex(input)?;
+    // The parser, `Display`, `matches` and drop all recurse as deep as the expression nests,
+    // and a queue `why` can carry any expression a job names: cap its size so that no text
+    // overflows a 2 MiB (tokio worker) stack. Far above any expression written by hand.
+    if let Some((_, position)) = toks.get(MAX_TOKENS).filter(|_| toks.len() > MAX_TOKENS + 1) {
+        return Err(LabelError {
+            position: *position,
+            message: format!("more than {MAX_TOKENS} tokens: too long to be a label expression"),
+        });
+    }
     let mut p = Parser { toks, pos: 0 };
     let e = p.term1()?;
     match p.peek() {
@@ -581,6 +593,23 @@ mod tests {
 
     fn set(items: &[&str]) -> BTreeSet<String> {
         items.iter().map(|s| s.to_string()).collect()
+    }
+
+    /// Found by `make fuzz` (jenkins_json): a `why` with 5,000 nested parentheses overflowed
+    /// a 2 MiB stack (a test thread's, a tokio worker's) in the recursive parser.
+    #[test]
+    fn deeply_nested_expressions_are_refused_not_overflowing() {
+        let deep = format!("{}a{}", "(".repeat(5000), ")".repeat(5000));
+        let err = parse(&deep).unwrap_err();
+        assert_eq!(err.position, MAX_TOKENS);
+        assert!(err.message.contains("too long"), "{err}");
+        let chain = format!("a{}", "&&a".repeat(20_000));
+        assert!(parse(&chain).is_err());
+        // Up to the cap, anything parses, and its rendering reads back.
+        let at_cap = format!("a{}", "||a".repeat((MAX_TOKENS - 1) / 2));
+        let e = parse(&at_cap).unwrap();
+        assert_eq!(parse(&e.to_string()), Ok(e));
+        assert!(parse(&format!("{at_cap}||a")).is_err());
     }
 
     #[test]

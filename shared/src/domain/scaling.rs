@@ -217,6 +217,9 @@ pub fn is_instance_id(name: &str) -> bool {
     })
 }
 
+/// How far in the future a node's recorded launch time may be (clocks of two invocations).
+const MAX_CLOCK_SKEW_MS: i64 = 5 * 60 * 1000;
+
 /// The description the scaler gives an agent's node: readable for an operator, and parsed
 /// back by [`parse_agent_description`].
 pub fn agent_description(registration: &Registration) -> String {
@@ -256,9 +259,12 @@ fn with_unlisted_instances<'s>(
             let Some(registration) = &node.registration else {
                 continue;
             };
+            // A launch time from the future (beyond clock skew) or an absurd one is not ours
+            // to trust: the node is then treated like any node without its instance.
+            let age_ms = snapshot.now_ms.saturating_sub(registration.launched_at_ms);
             if is_instance_id(name)
                 && !listed.contains(name)
-                && snapshot.now_ms - registration.launched_at_ms < boot_timeout_ms
+                && (-MAX_CLOCK_SKEW_MS..boot_timeout_ms).contains(&age_ms)
             {
                 unlisted.push(Instance {
                     id: name.to_string(),
@@ -1107,6 +1113,27 @@ mod tests {
         let orphans: Vec<&str> = old.orphan_nodes.iter().map(|o| o.node.as_str()).collect();
         assert_eq!(orphans, vec!["i-0000000a", "i-0000000b"]);
         assert_eq!(old.launches.len(), 2);
+    }
+
+    #[test]
+    fn absurd_launch_times_are_not_trusted() {
+        for launched_at_ms in [i64::MIN, i64::MAX, NOW + 3_600_000] {
+            let mut nodes = standbys();
+            nodes.push(Node {
+                registration: Some(Registration {
+                    template: "large".to_string(),
+                    launched_at_ms,
+                }),
+                ..node("i-0000000a", 1, 0, false)
+            });
+            let view = MasterView {
+                waiting: waiting(1..2, "docker-large"),
+                nodes,
+            };
+            let plan = plan(&snapshot(view, vec![]), &config());
+            assert_eq!(plan.orphan_nodes.len(), 1, "{launched_at_ms}");
+            assert_eq!(plan.launches.len(), 1, "{launched_at_ms}");
+        }
     }
 
     #[test]
