@@ -263,3 +263,25 @@ async fn a_retry_that_finds_capacity_again_does_not_launch_twice() {
     );
     assert!(farm.proxy.stats().idempotency_mismatches >= 1);
 }
+
+/// The stack-wide cap while a launch's answers were all lost and EC2 does not list its
+/// instance yet: nothing but EC2 knows of that instance, so another template's launch must not
+/// take the last place under the cap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_launch_with_lost_answers_still_holds_its_place_under_the_cap() {
+    let mut farm = OneMaster::start("lost-cap").await;
+    farm.config.max_agents = 1;
+    let mut scaler = farm.scaler();
+    scaler.tick(now_ms()).await; // the standby nodes
+    farm.proxy.hide_new_instances_for(Duration::from_secs(30));
+    farm.proxy
+        .add_rule(FaultRule::on("RunInstances", AwsFault::LoseResponse).times(3));
+    farm.submit("job-0", "docker");
+    scaler.tick(now_ms()).await;
+    farm.submit("job-1", "docker-large");
+    for _ in 0..3 {
+        scaler.tick(now_ms()).await;
+    }
+    let live = longshore_tests::live_instances(&farm.moto_ec2, "lost-cap").await;
+    assert_eq!(live.len(), 1, "max_agents is 1: {live:?}");
+}
