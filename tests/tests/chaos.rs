@@ -192,7 +192,10 @@ async fn orphan_is_replaced(farm: OneMaster) {
 /// until the boot timeout (`scaling::Registration`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_invocation_keeps_the_cap_while_ec2_hides_fresh_instances() {
-    let farm = OneMaster::start("hidden-cap").await;
+    let mut farm = OneMaster::start("hidden-cap").await;
+    // EC2 lists late for seconds; agents boot for minutes: the hiding ends well before the
+    // boot timeout (with the farm's 1 s timeout a slow machine could outlast it).
+    farm.config.boot_timeout_secs = 60;
     farm.proxy.hide_new_instances_for(Duration::from_secs(30));
     let mut first = farm.scaler();
     let mut launched = Vec::new();
@@ -284,4 +287,45 @@ async fn a_launch_with_lost_answers_still_holds_its_place_under_the_cap() {
     }
     let live = longshore_tests::live_instances(&farm.moto_ec2, "lost-cap").await;
     assert_eq!(live.len(), 1, "max_agents is 1: {live:?}");
+}
+
+/// The cap overshoot of seed 14 (`make chaos RUNS=1000`, under load): the plan counts an orphan
+/// instance as gone and launches in its place in the same tick; when the orphan's termination
+/// fails, both run. Launches now wait for the next tick when an orphan is still running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_orphan_termination_does_not_make_room_under_the_cap() {
+    let mut farm = OneMaster::start("orphan-cap").await;
+    farm.config.max_agents = 1;
+    let mut scaler = farm.scaler();
+    scaler.tick(now_ms()).await; // the standby nodes
+    farm.submit("job-0", "docker");
+    let mut first = Vec::new();
+    for _ in 0..3 {
+        first.extend(scaler.tick(now_ms()).await.launched);
+        if !first.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(first.len(), 1, "one agent for the job");
+    // It never connects (no booter here); past the boot timeout it is an orphan, and every
+    // attempt to terminate it fails this tick.
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    farm.proxy
+        .add_rule(FaultRule::on("TerminateInstances", AwsFault::ServerError).times(3));
+    // A second job: the replacement is a launch of its own (another ClientToken), which EC2
+    // would not answer with the orphan.
+    farm.submit("job-1", "docker");
+    let removal = scaler.tick(now_ms()).await;
+    assert!(removal.orphans_removed.is_empty(), "{removal:?}");
+    let live = longshore_tests::live_instances(&farm.moto_ec2, "orphan-cap").await;
+    assert_eq!(live.len(), 1, "max_agents is 1: {live:?}");
+    // The next tick removes it and launches the replacement.
+    let mut replaced = Vec::new();
+    for _ in 0..3 {
+        replaced.extend(scaler.tick(now_ms()).await.launched);
+    }
+    assert!(
+        !replaced.is_empty() && !replaced.contains(&first[0]),
+        "{replaced:?}"
+    );
 }

@@ -260,6 +260,8 @@ impl<J: Jenkins, F: Fleet, S: Secrets> Scaler<J, F, S> {
                 report.errors.push(err);
             }
         }
+        // The plan counted its orphan instances as gone, and may launch in their place.
+        let mut orphans_still_running = 0;
         for orphan in &plan.orphan_instances {
             info!(instance = %orphan.instance_id, reason = ?orphan.reason, "removing orphan instance");
             let master = orphan.master.as_deref().and_then(|name| self.master(name));
@@ -269,11 +271,15 @@ impl<J: Jenkins, F: Fleet, S: Secrets> Scaler<J, F, S> {
             };
             if let Err(err) = node_removed {
                 report.errors.push(err.to_string());
+                orphans_still_running += 1;
                 continue;
             }
             match self.remove_instance(&orphan.instance_id).await {
                 Ok(()) => report.orphans_removed.push(orphan.instance_id.clone()),
-                Err(err) => report.errors.push(err),
+                Err(err) => {
+                    orphans_still_running += usize::from(err.still_running);
+                    report.errors.push(err.message);
+                }
             }
         }
         for orphan in &plan.orphan_nodes {
@@ -297,6 +303,15 @@ impl<J: Jenkins, F: Fleet, S: Secrets> Scaler<J, F, S> {
         for retirement in &plan.retirements {
             self.retire(&retirement.master, &retirement.node, report)
                 .await;
+        }
+        if orphans_still_running > 0 && !plan.launches.is_empty() {
+            // Launching now could take a cap past its limit: the next tick plans again.
+            warn!(
+                orphans = orphans_still_running,
+                launches = plan.launches.len(),
+                "launches wait for the next tick: an orphan instance the plan counted as gone is still running"
+            );
+            return;
         }
         for launch in &plan.launches {
             self.launch(launch, now_ms, report).await;
@@ -384,7 +399,7 @@ impl<J: Jenkins, F: Fleet, S: Secrets> Scaler<J, F, S> {
                 warn!(instance = %id, error = %err, "cannot register the agent; terminating it");
                 report.errors.push(err);
                 if let Err(err) = self.remove_instance(&id).await {
-                    report.errors.push(err);
+                    report.errors.push(err.message);
                 }
             }
         }
@@ -496,21 +511,27 @@ impl<J: Jenkins, F: Fleet, S: Secrets> Scaler<J, F, S> {
                 info!(master = %master_name, node, "agent retired");
                 report.retired.push(node.to_string());
             }
-            Err(err) => report.errors.push(err),
+            Err(err) => report.errors.push(err.message),
         }
     }
 
     /// Terminates an instance (only if it carries the stack's tag) and deletes its secret.
-    async fn remove_instance(&mut self, id: &str) -> Result<(), String> {
+    async fn remove_instance(&mut self, id: &str) -> Result<(), RemovalError> {
         self.launched.remove(id);
         self.fleet
             .terminate(&[id.to_string()])
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| RemovalError {
+                still_running: true,
+                message: e.to_string(),
+            })?;
         self.secrets
             .delete_secret(&self.secret_path(id))
             .await
-            .map_err(|e| e.to_string())
+            .map_err(|e| RemovalError {
+                still_running: false,
+                message: e.to_string(),
+            })
     }
 
     fn secret_path(&self, id: &str) -> String {
@@ -524,6 +545,13 @@ impl<J: Jenkins, F: Fleet, S: Secrets> Scaler<J, F, S> {
     fn template(&self, name: &str) -> Option<&LabelTemplate> {
         self.config.labels.iter().find(|t| t.name == name)
     }
+}
+
+/// An instance removal that did not complete.
+struct RemovalError {
+    /// The termination failed: the instance still runs (and counts against the caps).
+    still_running: bool,
+    message: String,
 }
 
 /// Turns a master's answers into the plan's view, updating the idle clock of every node.
