@@ -266,13 +266,22 @@ impl<J: Jenkins, F: Fleet, S: Secrets> Scaler<J, F, S> {
             info!(instance = %orphan.instance_id, reason = ?orphan.reason, "removing orphan instance");
             let master = orphan.master.as_deref().and_then(|name| self.master(name));
             let node_removed = match master {
-                Some(master) => delete_node_if_present(&master.jenkins, &orphan.instance_id).await,
-                None => Ok(()), // its master is gone, and the node with it
+                Some(master) => remove_idle_node(&master.jenkins, &orphan.instance_id).await,
+                None => Ok(true), // its master is gone, and the node with it
             };
-            if let Err(err) = node_removed {
-                report.errors.push(err.to_string());
-                orphans_still_running += 1;
-                continue;
+            match node_removed {
+                Ok(true) => {}
+                Ok(false) => {
+                    // It connected since the plan looked, and took a build: not an orphan.
+                    info!(instance = %orphan.instance_id, "orphan removal cancelled: its agent connected and is busy");
+                    orphans_still_running += 1;
+                    continue;
+                }
+                Err(err) => {
+                    report.errors.push(err.to_string());
+                    orphans_still_running += 1;
+                    continue;
+                }
             }
             match self.remove_instance(&orphan.instance_id).await {
                 Ok(()) => report.orphans_removed.push(orphan.instance_id.clone()),
@@ -618,6 +627,39 @@ async fn read_master<J: Jenkins>(jenkins: &J) -> Result<(Queue, ComputerSet), Je
 }
 
 /// Deletes a node; one that is already gone (404) is fine.
+/// Deletes a node unless it is busy, closing the race with a build that starts meanwhile the
+/// way a retirement does: offline first (Jenkins then assigns it nothing), read it again, and
+/// delete it only if it is still idle; a busy one is put back online. `Ok(false)`: kept.
+async fn remove_idle_node<J: Jenkins>(jenkins: &J, node: &str) -> Result<bool, JenkinsError> {
+    let find = |set: ComputerSet| set.computer.into_iter().find(|c| c.display_name == node);
+    let Some(computer) = find(jenkins.computers().await?) else {
+        return Ok(true); // gone already
+    };
+    // Offline already (by an operator, a retirement or a Spot warning): toggling would bring
+    // it back online.
+    let took_offline = !computer.temporarily_offline;
+    if took_offline {
+        jenkins
+            .toggle_offline(
+                node,
+                "longshore: not connected within the boot timeout; removing",
+            )
+            .await?;
+    }
+    let busy = match find(jenkins.computers().await?) {
+        None => return Ok(true),
+        Some(computer) => computer.busy_executors() > 0,
+    };
+    if busy {
+        if took_offline {
+            jenkins.toggle_offline(node, "").await?;
+        }
+        return Ok(false);
+    }
+    delete_node_if_present(jenkins, node).await?;
+    Ok(true)
+}
+
 async fn delete_node_if_present<J: Jenkins>(jenkins: &J, node: &str) -> Result<(), JenkinsError> {
     match jenkins.delete_node(node).await {
         Err(JenkinsError::Status { status: 404, .. }) => Ok(()),
