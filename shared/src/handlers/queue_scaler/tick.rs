@@ -626,7 +626,6 @@ async fn read_master<J: Jenkins>(jenkins: &J) -> Result<(Queue, ComputerSet), Je
     Ok((queue, computers))
 }
 
-/// Deletes a node; one that is already gone (404) is fine.
 /// Deletes a node unless it is busy, closing the race with a build that starts meanwhile the
 /// way a retirement does: offline first (Jenkins then assigns it nothing), read it again, and
 /// delete it only if it is still idle; a busy one is put back online. `Ok(false)`: kept.
@@ -660,6 +659,7 @@ async fn remove_idle_node<J: Jenkins>(jenkins: &J, node: &str) -> Result<bool, J
     Ok(true)
 }
 
+/// Deletes a node; one that is already gone (404) is fine.
 async fn delete_node_if_present<J: Jenkins>(jenkins: &J, node: &str) -> Result<(), JenkinsError> {
     match jenkins.delete_node(node).await {
         Err(JenkinsError::Status { status: 404, .. }) => Ok(()),
