@@ -306,7 +306,8 @@ async fn handle(
     body: Bytes,
 ) -> Response {
     let request = AwsRequest::read(&headers, &body);
-    let fault = decide(&shared, &request);
+    let replay = launched_token(&shared, &request);
+    let fault = decide(&shared, &request, replay);
     match fault {
         Some(AwsFault::Delay(delay)) => tokio::time::sleep(delay).await,
         Some(AwsFault::LoseResponse) | None => {}
@@ -339,12 +340,28 @@ async fn handle(
     }
 }
 
+/// A `RunInstances` whose token already launched: EC2 answers it from its record of that
+/// launch, without looking for capacity again.
+fn launched_token(shared: &Shared, request: &AwsRequest) -> bool {
+    request.action.as_deref() == Some("RunInstances")
+        && request.params.get("ClientToken").is_some_and(|token| {
+            shared
+                .lock()
+                .tokens
+                .get(token)
+                .is_some_and(|entry| entry.answer.is_some())
+        })
+}
+
 /// Counts the request and picks the first matching rule's fault, using up one of its requests.
-fn decide(shared: &Shared, request: &AwsRequest) -> Option<AwsFault> {
+/// A replayed launch (`replay`) is never refused for capacity: there is none to find.
+fn decide(shared: &Shared, request: &AwsRequest, replay: bool) -> Option<AwsFault> {
     let mut state = shared.lock();
     let action = request.action.clone().unwrap_or_else(|| "?".to_string());
     *state.stats.requests.entry(action).or_default() += 1;
-    let rule = state.rules.iter_mut().find(|rule| rule.matches(request))?;
+    let rule = state.rules.iter_mut().find(|rule| {
+        rule.matches(request) && !(replay && rule.fault == AwsFault::InsufficientCapacity)
+    })?;
     if let Some(remaining) = rule.remaining.as_mut() {
         *remaining -= 1;
     }

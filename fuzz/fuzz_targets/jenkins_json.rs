@@ -3,19 +3,16 @@
 //! `parse_agent_description`, then what parsed into `scaling::plan`. Never panics; the plan
 //! stays within the fleet's caps.
 //!
-//! The step from the parsed JSON to the plan's view mirrors `view_of` in
-//! shared/src/handlers/queue_scaler/tick.rs (private there): buildable items only, waiting since
-//! `buildableStartMilliseconds` or `inQueueSince`, idle nodes idle since "now".
+//! The step from the parsed JSON to the plan's view is the tick's own `view_of`.
 #![no_main]
+
+use std::collections::HashMap;
 
 use libfuzzer_sys::fuzz_target;
 use longshore::domain::fleet::FleetConfig;
 use longshore::domain::jenkins::{ComputerSet, Queue};
-use longshore::domain::queue_why::{self, Why};
-use longshore::domain::scaling::{
-    Instance, MasterSnapshot, MasterView, Node, Snapshot, WaitingItem, is_instance_id,
-    parse_agent_description, plan,
-};
+use longshore::domain::scaling::{Instance, MasterSnapshot, Snapshot, is_instance_id, plan};
+use longshore::handlers::queue_scaler::tick::view_of;
 
 /// 2023-11-14T22:13:20Z: "now" for every plan.
 const NOW_MS: i64 = 1_700_000_000_000;
@@ -43,40 +40,15 @@ fuzz_target!(|data: &[u8]| {
         return;
     }
     let config = FleetConfig::from_json(FLEET).expect("the fleet config above is valid");
-    let view = MasterView {
-        waiting: queue
-            .iter()
-            .flat_map(|q| &q.items)
-            .filter(|i| i.buildable)
-            .map(|item| WaitingItem {
-                id: item.id,
-                why: item.why.as_deref().map_or(Why::Unknown, queue_why::parse),
-                waiting_since_ms: item
-                    .buildable_start_milliseconds
-                    .unwrap_or(item.in_queue_since),
-            })
-            .collect(),
-        nodes: computers
-            .iter()
-            .flat_map(|c| &c.computer)
-            .map(|computer| {
-                let busy = computer.busy_executors();
-                let idle = !computer.offline && !computer.temporarily_offline && busy == 0;
-                Node {
-                    name: computer.display_name.clone(),
-                    executors: computer.num_executors,
-                    busy,
-                    online: !computer.offline,
-                    temporarily_offline: computer.temporarily_offline,
-                    idle_since_ms: idle.then_some(NOW_MS),
-                    registration: computer
-                        .description
-                        .as_deref()
-                        .and_then(parse_agent_description),
-                }
-            })
-            .collect(),
-    };
+    // What a tick would plan from: the scaler's own step from the answers to the view.
+    let mut idle_since = HashMap::new();
+    let view = view_of(
+        &mut idle_since,
+        "a",
+        NOW_MS,
+        &queue.unwrap_or_default(),
+        &computers.unwrap_or_default(),
+    );
     // Every other agent node has its instance listed; the rest are left for the plan to find.
     let instances = view
         .nodes

@@ -427,6 +427,112 @@ async fn capacity_errors_fall_back_to_the_next_instance_type() {
     farm.shutdown().await;
 }
 
+/// EC2 as it answers tokens an earlier life of this launch bound: each token of `dead` took
+/// one instance type, and that instance is terminated since. The same token on another type
+/// is refused with `IdempotentParameterMismatch`, on its own type with
+/// `IdempotentInstanceTerminated`; other tokens launch in moto. While `no_capacity` is set,
+/// every launch is refused for capacity (and its token noted), so a test learns the tokens
+/// the scaler plans.
+#[derive(Clone, Default)]
+struct DeadTokensFleet {
+    inner: Option<Ec2Fleet>,
+    no_capacity: Arc<AtomicBool>,
+    dead: Arc<std::sync::Mutex<Vec<(String, String)>>>,
+    /// Every token sent, in order.
+    tried: Arc<std::sync::Mutex<Vec<String>>>,
+    /// The tokens of the launches that reached moto.
+    launched: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Fleet for DeadTokensFleet {
+    async fn launch(&self, spec: &LaunchSpec) -> Result<String, AwsError> {
+        let refuse = |code: &str| AwsError {
+            operation: "RunInstances",
+            code: code.to_string(),
+            message: "refused".to_string(),
+        };
+        self.tried.lock().unwrap().push(spec.client_token.clone());
+        if self.no_capacity.load(Ordering::SeqCst) {
+            return Err(refuse("InsufficientInstanceCapacity"));
+        }
+        let bound = self
+            .dead
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(token, _)| *token == spec.client_token)
+            .map(|(_, instance_type)| instance_type.clone());
+        match bound {
+            Some(instance_type) if instance_type != spec.instance_type => {
+                Err(refuse("IdempotentParameterMismatch"))
+            }
+            Some(_) => Err(refuse("IdempotentInstanceTerminated")),
+            None => {
+                self.launched
+                    .lock()
+                    .unwrap()
+                    .push(spec.client_token.clone());
+                self.inner().launch(spec).await
+            }
+        }
+    }
+    async fn agents(&self) -> Result<Vec<AgentInstance>, AwsError> {
+        self.inner().agents().await
+    }
+    async fn terminate(&self, ids: &[String]) -> Result<Vec<String>, AwsError> {
+        self.inner().terminate(ids).await
+    }
+}
+
+impl DeadTokensFleet {
+    fn inner(&self) -> &Ec2Fleet {
+        self.inner.as_ref().expect("built with a fleet")
+    }
+}
+
+/// Chaos seed 142: a launch's token and its first follow-up had both taken an instance, on
+/// two different candidates, and both instances were gone. The scaler moved only the
+/// candidate that answered "terminated" to the follow-up token, which the other candidate
+/// held, so every candidate was refused and the job waited forever. Every candidate now
+/// moves on together, and the second follow-up launches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_launch_whose_tokens_all_died_on_other_candidates_still_launches() {
+    let farm = Farm::start(|_| {}).await;
+    let fleet = DeadTokensFleet {
+        inner: Some(farm.fleet.clone()),
+        no_capacity: Arc::new(AtomicBool::new(true)),
+        ..DeadTokensFleet::default()
+    };
+    let mut scaler = Scaler::new(
+        farm.endpoints(),
+        fleet.clone(),
+        SsmSecrets::new(farm.ssm.clone()),
+        farm.config.clone(),
+        false,
+    );
+    farm.sim(0)
+        .submit(
+            "job",
+            Some("docker"),
+            Duration::from_millis(100),
+            JobKind::Freestyle,
+        )
+        .unwrap();
+    let tried = fleet.tried.clone();
+    tick_until(&mut scaler, |_| !tried.lock().unwrap().is_empty()).await;
+    let base = fleet.tried.lock().unwrap()[0].clone();
+    *fleet.dead.lock().unwrap() = vec![
+        (base.clone(), "m6i.large".to_string()),
+        (format!("{base}-r1"), "c6i.large".to_string()),
+    ];
+    fleet.no_capacity.store(false, Ordering::SeqCst);
+    let report = scaler.tick(now_ms()).await;
+    assert_eq!(report.launched.len(), 1, "{report:?}");
+    assert_eq!(*fleet.launched.lock().unwrap(), vec![format!("{base}-r2")]);
+    assert_eq!(farm.live_instances().await.len(), 1);
+    farm.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn orphans_of_each_kind_are_gone_within_two_ticks() {
     let mut farm = Farm::start(|config| config.boot_timeout_secs = 1).await;

@@ -14,7 +14,7 @@ pub const QUEUE_TREE: &str = "items[_class,id,why,buildable,blocked,stuck,inQueu
 pub const COMPUTER_TREE: &str = "computer[_class,displayName,description,offline,temporarilyOffline,idle,numExecutors,offlineCauseReason,assignedLabels[name],executors[idle]]";
 
 /// `GET /queue/api/json`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Queue {
     pub items: Vec<QueueItem>,
 }
@@ -54,7 +54,7 @@ pub struct Task {
 }
 
 /// `GET /computer/api/json`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ComputerSet {
     pub computer: Vec<Computer>,
 }

@@ -22,14 +22,33 @@ use crate::domain::fleet::{FleetConfig, LabelTemplate};
 use crate::domain::jenkins::{ComputerSet, Queue};
 use crate::domain::queue_why;
 use crate::domain::scaling::{
-    self, Instance, Launch, MasterSnapshot, MasterView, Node, Plan, Registration, Snapshot,
-    WaitingItem, standby_node_name,
+    self, Candidate, Instance, Launch, MasterSnapshot, MasterView, Node, Plan, Registration,
+    Snapshot, WaitingItem, standby_node_name,
 };
-use crate::error::{AwsError, JenkinsError};
+use crate::error::JenkinsError;
 use crate::ports::{Fleet, Jenkins, Secrets};
 
 /// How many follow-up tokens a launch tries when EC2 says its token's instance is terminated.
 const TERMINATED_TOKEN_RETRIES: u32 = 5;
+
+/// Error codes after which a RunInstances may or may not have launched: the call failed on
+/// the way back (`unknown`: no answer at all) or AWS failed inside.
+const OUTCOME_UNKNOWN: [&str; 6] = [
+    "unknown",
+    "InternalError",
+    "InternalFailure",
+    "ServiceUnavailable",
+    "Unavailable",
+    "RequestTimeout",
+];
+
+/// Error codes of a request refused before EC2 looked at it: says nothing of an earlier try.
+const THROTTLED: [&str; 4] = [
+    "RequestLimitExceeded",
+    "Throttling",
+    "ThrottlingException",
+    "RequestThrottled",
+];
 
 /// EC2 error codes meaning "no capacity here": the next candidate is tried.
 const CAPACITY_ERRORS: [&str; 8] = [
@@ -90,6 +109,17 @@ pub struct Scaler<J, F, S> {
     dry_run: bool,
     idle_since: HashMap<(String, String), i64>,
     launched: HashMap<String, Instance>,
+    /// Launches whose RunInstances got no clear answer, by token: they may have started an
+    /// instance EC2 does not list yet. Each is sent again, same token and candidate, until
+    /// EC2 answers (idempotently: with the instance, or by launching it now).
+    unresolved: HashMap<String, Unresolved>,
+}
+
+/// A launch whose outcome is unknown.
+#[derive(Debug, Clone)]
+struct Unresolved {
+    spec: LaunchSpec,
+    since_ms: i64,
 }
 
 impl<J: Jenkins, F: Fleet, S: Secrets> Scaler<J, F, S> {
@@ -108,6 +138,7 @@ impl<J: Jenkins, F: Fleet, S: Secrets> Scaler<J, F, S> {
             dry_run,
             idle_since: HashMap::new(),
             launched: HashMap::new(),
+            unresolved: HashMap::new(),
         }
     }
 
@@ -322,118 +353,223 @@ impl<J: Jenkins, F: Fleet, S: Secrets> Scaler<J, F, S> {
             );
             return;
         }
+        self.resolve_unknown_launches(now_ms, report).await;
         for launch in &plan.launches {
+            // The plan cannot see an instance whose launch got no answer while EC2 does not
+            // list it; its token may differ from today's (it derives from the instances the
+            // plan sees), so launching now could start a second one past a cap.
+            if self
+                .unresolved
+                .values()
+                .any(|u| u.spec.master == launch.master && u.spec.label == launch.template)
+            {
+                info!(master = %launch.master, template = %launch.template,
+                      "launch waits: an earlier launch of this template got no answer yet");
+                continue;
+            }
             self.launch(launch, now_ms, report).await;
         }
     }
 
-    /// Launches one agent: the candidates in order, moving on when AWS has no capacity or an
-    /// earlier try of this launch took another candidate;
-    /// then its node and its secret. A launch whose node cannot be registered is terminated.
-    async fn launch(&mut self, launch: &Launch, now_ms: i64, report: &mut TickReport) {
-        let Some(template) = self.template(&launch.template).cloned() else {
-            return;
-        };
-        let Some(master_url) = self.master(&launch.master).map(|m| m.url.clone()) else {
-            return;
-        };
-        let mut instance_id = None;
-        let mut launched_before = false;
-        for candidate in launch.candidates.iter() {
-            let spec = LaunchSpec {
-                master: launch.master.clone(),
-                master_url: master_url.clone(),
-                label: launch.template.clone(),
-                instance_type: candidate.instance_type.clone(),
-                subnet_id: candidate.subnet_id.clone(),
-                spot: candidate.spot,
-                // One token for every candidate: EC2 binds a token only to a launch that
-                // succeeded, so a candidate refused for capacity leaves it free for the next;
-                // and a retried tick whose first try went to a later candidate is answered
-                // `IdempotentParameterMismatch` instead of launching a second instance.
-                client_token: launch.client_token.clone(),
-            };
-            match self.launch_with_fresh_token_if_terminated(spec).await {
+    /// Sends each launch of unknown outcome again (same token, same candidate). EC2 answers
+    /// with the instance it launched the first time, or launches it now; either way the
+    /// agent is registered as a launch of this tick would be. One that stays unanswered past
+    /// the boot timeout is let go: EC2 lists whatever it started by then, and the plan
+    /// registers it or removes it as an orphan.
+    async fn resolve_unknown_launches(&mut self, now_ms: i64, report: &mut TickReport) {
+        let boot_timeout_ms = i64::from(self.config.boot_timeout_secs) * 1000;
+        let pending: Vec<Unresolved> = self.unresolved.values().cloned().collect();
+        for unresolved in pending {
+            let spec = &unresolved.spec;
+            if now_ms - unresolved.since_ms > boot_timeout_ms {
+                warn!(token = %spec.client_token, master = %spec.master, template = %spec.label,
+                      "a launch stayed unanswered past the boot timeout; the plan takes over");
+                self.unresolved.remove(&spec.client_token);
+                continue;
+            }
+            match self.fleet.launch(spec).await {
                 Ok(id) => {
-                    instance_id = Some((id, candidate.subnet_id.clone()));
-                    break;
+                    info!(token = %spec.client_token, instance = %id, "a launch that got no answer is resolved");
+                    self.unresolved.remove(&spec.client_token);
+                    self.adopt_launch(spec, &id, unresolved.since_ms, report)
+                        .await;
                 }
-                Err(err) if err.code == "IdempotentParameterMismatch" => {
-                    // An earlier try of this very launch succeeded with another candidate (its
-                    // answer was lost, or its tick cut off). The candidate it took answers with
-                    // that instance (registered below) or, if it is gone since,
-                    // `IdempotentInstanceTerminated` and a launch under the next token.
-                    launched_before = true;
-                }
-                Err(err) if CAPACITY_ERRORS.contains(&err.code.as_str()) => {
-                    info!(master = %launch.master, template = %launch.template, instance_type = %candidate.instance_type,
-                          subnet = %candidate.subnet_id, spot = candidate.spot, code = %err.code, "no capacity; trying the next candidate");
+                Err(err)
+                    if OUTCOME_UNKNOWN.contains(&err.code.as_str())
+                        || THROTTLED.contains(&err.code.as_str()) =>
+                {
+                    report.errors.push(err.to_string());
                 }
                 Err(err) => {
-                    report.errors.push(err.to_string());
-                    return;
+                    // EC2 looked the token up: had the first try launched, it would answer
+                    // with that instance. So nothing runs under it (terminated since, or it
+                    // was refused). The plan launches again if it still needs to.
+                    info!(token = %spec.client_token, code = %err.code, "a launch that got no answer launched nothing");
+                    self.unresolved.remove(&spec.client_token);
                 }
             }
         }
-        let Some((id, subnet)) = instance_id else {
-            if launched_before {
+    }
+
+    /// Launches one agent: the candidates in order, moving on when AWS has no capacity or an
+    /// earlier try of this launch took another candidate; then its node and its secret. A
+    /// launch whose node cannot be registered is terminated.
+    async fn launch(&mut self, launch: &Launch, now_ms: i64, report: &mut TickReport) {
+        if self.template(&launch.template).is_none() {
+            return;
+        }
+        let Some(master_url) = self.master(&launch.master).map(|m| m.url.clone()) else {
+            return;
+        };
+        let (id, spec) = match self.run_instance(launch, &master_url).await {
+            Ok(launched) => launched,
+            Err(LaunchOutcome::LaunchedBefore) => {
                 // None of today's candidates is the one it took: it is registered once EC2
                 // lists it (`Plan.unregistered`); launching again would be a duplicate.
                 info!(master = %launch.master, template = %launch.template, token = %launch.client_token,
                       "launched already by an earlier try with another candidate");
                 return;
             }
-            report.errors.push(format!(
-                "no capacity for {} on {} in any candidate",
-                launch.template, launch.master
-            ));
+            Err(LaunchOutcome::Failed(message)) => {
+                report.errors.push(message);
+                return;
+            }
+            Err(LaunchOutcome::Unknown(spec, message)) => {
+                warn!(token = %spec.client_token, master = %spec.master, template = %spec.label, error = %message,
+                      "RunInstances got no clear answer; it is sent again next tick");
+                report.errors.push(message);
+                self.unresolved.insert(
+                    spec.client_token.clone(),
+                    Unresolved {
+                        spec,
+                        since_ms: now_ms,
+                    },
+                );
+                return;
+            }
+        };
+        info!(master = %launch.master, template = %launch.template, instance = %id, items = ?launch.for_items, "instance launched");
+        self.adopt_launch(&spec, &id, now_ms, report).await;
+    }
+
+    /// Remembers a launched instance (EC2 may not list it yet) and registers its node and
+    /// secret; an instance whose node cannot be registered is terminated.
+    async fn adopt_launch(
+        &mut self,
+        spec: &LaunchSpec,
+        id: &str,
+        launched_at_ms: i64,
+        report: &mut TickReport,
+    ) {
+        let Some(template) = self.template(&spec.label).cloned() else {
             return;
         };
         self.launched.insert(
-            id.clone(),
+            id.to_string(),
             Instance {
-                id: id.clone(),
-                master: Some(launch.master.clone()),
-                template: Some(launch.template.clone()),
-                subnet_id: Some(subnet),
-                launched_at_ms: now_ms,
+                id: id.to_string(),
+                master: Some(spec.master.clone()),
+                template: Some(spec.label.clone()),
+                subnet_id: Some(spec.subnet_id.clone()),
+                launched_at_ms,
             },
         );
-        match self.register(&launch.master, &template, &id, now_ms).await {
+        match self
+            .register(&spec.master, &template, id, launched_at_ms)
+            .await
+        {
             Ok(()) => {
-                info!(master = %launch.master, template = %launch.template, instance = %id, items = ?launch.for_items, "agent launched");
-                report.launched.push(id);
+                info!(master = %spec.master, template = %spec.label, instance = %id, "agent launched");
+                report.launched.push(id.to_string());
             }
             Err(err) => {
                 warn!(instance = %id, error = %err, "cannot register the agent; terminating it");
                 report.errors.push(err);
-                if let Err(err) = self.remove_instance(&id).await {
+                if let Err(err) = self.remove_instance(id).await {
                     report.errors.push(err.message);
                 }
             }
         }
     }
 
-    /// One RunInstances. A plan can derive a token whose instance is gone already: when an
-    /// agent that never connected was removed as an orphan, its template's instances are again
-    /// what they were at its launch. EC2 then answers `IdempotentInstanceTerminated`; the next
-    /// token of a fixed sequence (`…-r1`, `…-r2`) is tried, so a retried tick still sends the
-    /// same tokens in the same order.
-    async fn launch_with_fresh_token_if_terminated(
+    /// RunInstances over the launch's candidates, under the launch's token or a follow-up.
+    ///
+    /// One token serves every candidate: EC2 binds a token only to a launch that succeeded,
+    /// so a candidate refused for capacity leaves it free for the next, and a retried tick
+    /// whose first try went to a later candidate is answered `IdempotentParameterMismatch`
+    /// by the others instead of launching a second instance.
+    ///
+    /// A plan can derive a token whose instance is gone already: when an agent that never
+    /// connected was removed as an orphan, its template's instances are again what they were
+    /// at its launch. EC2 then answers `IdempotentInstanceTerminated` for the candidate the
+    /// token took, and every candidate moves on to the next token of a fixed sequence
+    /// (`…-r1`, `…-r2`), so a retried tick still sends the same tokens in the same order.
+    /// (Moving only that candidate on would leave the others refused with a mismatch by a
+    /// dead token, and the launch stalled for good, as chaos seed 142 showed.)
+    async fn run_instance(
         &self,
-        mut spec: LaunchSpec,
-    ) -> Result<String, AwsError> {
-        let base = spec.client_token.clone();
-        for retry in 1..=TERMINATED_TOKEN_RETRIES {
-            match self.fleet.launch(&spec).await {
-                Err(err) if err.code == "IdempotentInstanceTerminated" => {
-                    info!(token = %spec.client_token, "the token's instance is terminated; launching with the next token");
-                    spec.client_token = format!("{base}-r{retry}");
+        launch: &Launch,
+        master_url: &str,
+    ) -> Result<(String, LaunchSpec), LaunchOutcome> {
+        let base = &launch.client_token;
+        for follow_up in 0..=TERMINATED_TOKEN_RETRIES {
+            let token = match follow_up {
+                0 => base.clone(),
+                n => format!("{base}-r{n}"),
+            };
+            match self.run_under_token(launch, master_url, &token).await {
+                TokenOutcome::Launched(id, spec) => return Ok((id, spec)),
+                TokenOutcome::Terminated => {
+                    info!(token = %token, "the token's instance is terminated; launching with the next token");
                 }
-                other => return other,
+                TokenOutcome::Other(outcome) => return Err(outcome),
             }
         }
-        self.fleet.launch(&spec).await
+        Err(LaunchOutcome::Failed(format!(
+            "{} on {}: every token of this launch ({base} and {TERMINATED_TOKEN_RETRIES} follow-ups) names a terminated instance",
+            launch.template, launch.master
+        )))
+    }
+
+    /// Every candidate under one token, in order.
+    async fn run_under_token(
+        &self,
+        launch: &Launch,
+        master_url: &str,
+        token: &str,
+    ) -> TokenOutcome {
+        let mut launched_before = false;
+        for candidate in launch.candidates.iter() {
+            let spec = launch_spec(launch, master_url, candidate, token);
+            match self.fleet.launch(&spec).await {
+                Ok(id) => return TokenOutcome::Launched(id, spec),
+                Err(err) if err.code == "IdempotentInstanceTerminated" => {
+                    return TokenOutcome::Terminated;
+                }
+                Err(err) if err.code == "IdempotentParameterMismatch" => {
+                    // An earlier try of this very launch succeeded with another candidate (its
+                    // answer was lost, or its tick cut off). The candidate it took answers with
+                    // that instance or, if it is gone since, `IdempotentInstanceTerminated`.
+                    launched_before = true;
+                }
+                Err(err) if CAPACITY_ERRORS.contains(&err.code.as_str()) => {
+                    info!(master = %launch.master, template = %launch.template, instance_type = %candidate.instance_type,
+                          subnet = %candidate.subnet_id, spot = candidate.spot, code = %err.code, "no capacity; trying the next candidate");
+                }
+                Err(err) if OUTCOME_UNKNOWN.contains(&err.code.as_str()) => {
+                    return TokenOutcome::Other(LaunchOutcome::Unknown(spec, err.to_string()));
+                }
+                Err(err) => return TokenOutcome::Other(LaunchOutcome::Failed(err.to_string())),
+            }
+        }
+        TokenOutcome::Other(if launched_before {
+            LaunchOutcome::LaunchedBefore
+        } else {
+            LaunchOutcome::Failed(format!(
+                "no capacity for {} on {} in any candidate",
+                launch.template, launch.master
+            ))
+        })
     }
 
     /// Creates the agent's node (or finds it, on a retried tick) and stores its secret.
@@ -556,6 +692,42 @@ impl<J: Jenkins, F: Fleet, S: Secrets> Scaler<J, F, S> {
     }
 }
 
+/// Why a launch started no instance this tick.
+enum LaunchOutcome {
+    /// An earlier try of it took a candidate that is not among today's.
+    LaunchedBefore,
+    Failed(String),
+    /// This RunInstances got no clear answer: it may have launched.
+    Unknown(LaunchSpec, String),
+}
+
+/// The RunInstances of one launch on one candidate under one token.
+fn launch_spec(
+    launch: &Launch,
+    master_url: &str,
+    candidate: &Candidate,
+    token: &str,
+) -> LaunchSpec {
+    LaunchSpec {
+        master: launch.master.clone(),
+        master_url: master_url.to_string(),
+        label: launch.template.clone(),
+        instance_type: candidate.instance_type.clone(),
+        subnet_id: candidate.subnet_id.clone(),
+        spot: candidate.spot,
+        client_token: token.to_string(),
+    }
+}
+
+/// What the candidates answered under one token.
+enum TokenOutcome {
+    /// The instance and the request that launched it.
+    Launched(String, LaunchSpec),
+    /// The token's instance is terminated: the next token is due.
+    Terminated,
+    Other(LaunchOutcome),
+}
+
 /// An instance removal that did not complete.
 struct RemovalError {
     /// The termination failed: the instance still runs (and counts against the caps).
@@ -563,8 +735,9 @@ struct RemovalError {
     message: String,
 }
 
-/// Turns a master's answers into the plan's view, updating the idle clock of every node.
-fn view_of(
+/// Turns a master's answers into the plan's view, updating the idle clock of every node
+/// (public so that the Jenkins-JSON fuzz target plans from exactly what a tick would).
+pub fn view_of(
     idle_since: &mut HashMap<(String, String), i64>,
     master: &str,
     now_ms: i64,
