@@ -107,12 +107,17 @@ deploy-local: setup ## deploy infra/template.yaml into a local moto and answer i
 	cargo build --workspace --all-targets
 	RUST_LOG=$${RUST_LOG:-warn} $(TARGET_DIR)/debug/longshore-farm deploy-local --params $(PARAMS) $(if $(KEEP),--keep)
 
-# criterion, then the policy simulator on every standard trace (simulated time, about a minute
-# in a debug build; the same build command as demo and test, so nothing extra is compiled).
-bench: setup ## criterion benchmarks, then the policy simulator (out/bench/policy.json, policy.png)
+# One run, one table: the release build of every binary and benchmark (one feature set, so
+# criterion reuses it), criterion, the policy simulator on every standard trace (simulated
+# time, about a minute), the Lambdas' footprint from their release binaries, then the table
+# of every figure against its goal or its peer (bench-report).
+bench: setup ## release build, criterion, policy simulator, Lambda footprint, then one table (out/bench)
+	cargo build --release --workspace --bins --benches
 	cargo bench --workspace
 	cargo build --workspace --all-targets
 	$(TARGET_DIR)/debug/longshore-farm simulate --out out/bench
+	$(TARGET_DIR)/debug/longshore-farm footprint --profile release --out out/bench
+	$(TARGET_DIR)/debug/longshore-farm bench-report --out out/bench --target-dir $(TARGET_DIR)
 
 # Seeded fault scenarios on the fast local farm (one moto for the batch); run i uses SEED+i, so
 # a failing seed replays with `make chaos RUNS=1 SEED=<seed>`. Writes out/chaos/summary.json.

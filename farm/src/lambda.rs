@@ -96,7 +96,7 @@ pub enum LambdaError {
     },
     /// A function's binary has not been built.
     #[error(
-        "no binary for function {function} at {path}: build the workspace first: cargo build --workspace --all-targets"
+        "no binary for function {function} at {path}: build the workspace first: cargo build --workspace --all-targets (with --release --bins --benches for a release binary)"
     )]
     BinaryMissing {
         /// The function (= binary) name.
@@ -228,6 +228,8 @@ pub struct FunctionSpec {
     pub env: Vec<(String, String)>,
     /// How long one invocation may take before [`LambdaFarm::invoke`] gives up.
     pub timeout: Duration,
+    /// The executable; `None` is the workspace's debug build ([`binary_path`]).
+    pub binary: Option<PathBuf>,
 }
 
 impl FunctionSpec {
@@ -237,7 +239,21 @@ impl FunctionSpec {
             name: name.into(),
             env: Vec::new(),
             timeout: DEFAULT_TIMEOUT,
+            binary: None,
         }
+    }
+
+    /// Runs this executable instead of the debug build (e.g. a release build, for the bench).
+    pub fn binary(mut self, path: impl Into<PathBuf>) -> FunctionSpec {
+        self.binary = Some(path.into());
+        self
+    }
+
+    /// The executable this spec runs.
+    pub fn binary_path(&self) -> PathBuf {
+        self.binary
+            .clone()
+            .unwrap_or_else(|| binary_path(&self.name))
     }
 
     /// Adds one setting (builder style, so a test reads as the function's configuration).
@@ -303,8 +319,9 @@ struct Function {
     spawned_at: Instant,
     /// When it first polled for an event (init done).
     ready_at: Option<Instant>,
-    /// When its first invocation was answered (the end of its cold start).
-    first_answer: Mutex<Option<Instant>>,
+    /// How long its first invocation took, sent to answered: the handler's part of the cold
+    /// start (the harness sends it whenever the caller asks, not at the first poll).
+    first_call: Mutex<Option<Duration>>,
 }
 
 impl LambdaFarm {
@@ -332,7 +349,7 @@ impl LambdaFarm {
                     spec.name
                 )));
             }
-            let path = binary_path(&spec.name);
+            let path = spec.binary_path();
             if !path.is_file() {
                 return Err(LambdaError::BinaryMissing {
                     function: spec.name.clone(),
@@ -369,7 +386,7 @@ impl LambdaFarm {
                 process,
                 spawned_at: Instant::now(),
                 ready_at: None,
-                first_answer: Mutex::new(None),
+                first_call: Mutex::new(None),
             });
         }
         farm.wait_ready().await?;
@@ -389,6 +406,7 @@ impl LambdaFarm {
         if let Some(status) = f.process.exit_status() {
             return Err(f.exited(status).await);
         }
+        let sent = Instant::now();
         let url = format!(
             "http://127.0.0.1:{}/2015-03-31/functions/{function}/invocations",
             self.port
@@ -428,8 +446,8 @@ impl LambdaFarm {
             }
         };
         let invocation = parse_answer(function, status, &body)?;
-        if let Ok(mut first) = f.first_answer.lock() {
-            first.get_or_insert_with(Instant::now);
+        if let Ok(mut first) = f.first_call.lock() {
+            first.get_or_insert_with(|| sent.elapsed());
         }
         Ok(invocation)
     }
@@ -468,11 +486,12 @@ impl LambdaFarm {
         f.ready_at.map(|ready| ready - f.spawned_at)
     }
 
-    /// Process spawn → first invocation answered: the cold start a first event pays.
+    /// Init plus the first invocation (sent → answered): the cold start a first event pays
+    /// on AWS, where the event waits for the init and is handled at once.
     pub fn cold_start(&self, function: &str) -> Option<Duration> {
         let f = self.function(function).ok()?;
-        let first = *f.first_answer.lock().ok()?;
-        first.map(|answered| answered - f.spawned_at)
+        let first = (*f.first_call.lock().ok()?)?;
+        Some(f.ready_at? - f.spawned_at + first)
     }
 
     fn function(&self, name: &str) -> Result<&Function, LambdaError> {
@@ -505,12 +524,11 @@ impl LambdaFarm {
                         tail: f.process.output.tail(ERROR_TAIL_LINES),
                     });
                 }
-                if self.proxy.has_polled(&f.spec.name) {
-                    let now = Instant::now();
-                    f.ready_at = Some(now);
+                if let Some(polled_at) = self.proxy.first_poll(&f.spec.name) {
+                    f.ready_at = Some(polled_at);
                     tracing::debug!(
                         function = %f.spec.name,
-                        init_ms = (now - f.spawned_at).as_millis() as u64,
+                        init_ms = (polled_at - f.spawned_at).as_millis() as u64,
                         "function polls the emulator"
                     );
                 } else {
@@ -559,12 +577,17 @@ impl Function {
 /// `CARGO_TARGET_DIR` is taken from the workspace root, where `make` runs cargo), else
 /// `<workspace>/target/debug/<name>`. The harness never builds: `cargo build --workspace --all-targets` does.
 pub fn binary_path(name: &str) -> PathBuf {
+    profile_binary_path("debug", name)
+}
+
+/// [`binary_path`] for another profile's directory (`release` for `cargo build --release`).
+pub fn profile_binary_path(profile: &str, name: &str) -> PathBuf {
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let target = match std::env::var_os("CARGO_TARGET_DIR") {
         Some(dir) if !dir.is_empty() => workspace.join(PathBuf::from(dir)),
         _ => workspace.join("target"),
     };
-    target.join("debug").join(name)
+    target.join(profile).join(name)
 }
 
 /// Where `cargo-lambda` is expected: `$LONGSHORE_VENV/bin/cargo-lambda`, else the workspace's
@@ -863,8 +886,8 @@ struct ProxyState {
     http: reqwest::Client,
     /// Each function's timeout: its deadline is *now + timeout* when it receives an event.
     timeouts: HashMap<String, Duration>,
-    /// The functions that have polled `…/invocation/next` at least once.
-    polled: Mutex<HashSet<String>>,
+    /// When each function first polled `…/invocation/next` (its init was done).
+    polled: Mutex<HashMap<String, Instant>>,
 }
 
 impl RuntimeProxy {
@@ -888,7 +911,7 @@ impl RuntimeProxy {
             emulator: format!("http://127.0.0.1:{emulator_port}"),
             http,
             timeouts,
-            polled: Mutex::new(HashSet::new()),
+            polled: Mutex::new(HashMap::new()),
         });
         let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
         let serving = Arc::clone(&state);
@@ -914,10 +937,13 @@ impl RuntimeProxy {
 
     /// True once `function` has polled for an event (its init is done).
     pub fn has_polled(&self, function: &str) -> bool {
-        self.state
-            .polled
-            .lock()
-            .is_ok_and(|polled| polled.contains(function))
+        self.first_poll(function).is_some()
+    }
+
+    /// When `function` first polled for an event, to the poll's arrival here.
+    pub fn first_poll(&self, function: &str) -> Option<Instant> {
+        let polled = self.state.polled.lock().ok()?;
+        polled.get(function).copied()
     }
 }
 
@@ -987,7 +1013,7 @@ async fn forward(State(state): State<Arc<ProxyState>>, request: Request) -> Resp
         .to_string();
     let is_next = parts.uri.path().ends_with("/runtime/invocation/next");
     if is_next && let Ok(mut polled) = state.polled.lock() {
-        polled.insert(function.clone());
+        polled.entry(function.clone()).or_insert_with(Instant::now);
     }
     let body = match axum::body::to_bytes(body, MAX_PAYLOAD).await {
         Ok(body) => body,

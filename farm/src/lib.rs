@@ -14,11 +14,13 @@
 //! - [`chaos`]: `make chaos`, the seeded fault harness.
 
 pub mod aws_proxy;
+pub mod bench_report;
 pub mod booter;
 pub mod chaos;
 pub mod demo;
 pub mod deploy;
 pub mod events;
+pub mod footprint;
 pub mod jenkins;
 pub mod lambda;
 pub mod moto;

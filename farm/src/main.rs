@@ -43,6 +43,10 @@ enum Command {
     DeployLocal(longshore_farm::deploy::DeployLocalArgs),
     /// Seeded fault scenarios on the fast local farm; checks the invariants (summary.json).
     Chaos(longshore_farm::chaos::ChaosOptions),
+    /// Each Lambda binary's init, cold start, warm invocation, peak RSS and size (lambda.json).
+    Footprint(longshore_farm::footprint::FootprintOptions),
+    /// The last step of `make bench`: one table of the run's figures, with ratios.
+    BenchReport(longshore_farm::bench_report::BenchReportOptions),
 }
 
 #[tokio::main]
@@ -57,6 +61,8 @@ async fn main() -> ExitCode {
             name,
         } => serve_jenkins(port, user, token, name).await,
         Command::DeployLocal(args) => longshore_farm::deploy::run_cli(args).await,
+        Command::Footprint(options) => longshore_farm::footprint::run_cli(options).await,
+        Command::BenchReport(options) => longshore_farm::bench_report::run_cli(options),
         Command::Chaos(options) => match longshore_farm::chaos::run_cli(options).await {
             Ok(summary) if summary.invariants_hold() => ExitCode::SUCCESS,
             Ok(_) => ExitCode::FAILURE,

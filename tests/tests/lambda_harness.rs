@@ -1,16 +1,14 @@
 //! The Lambda harness runs the real function binaries under `cargo lambda watch
 //! --only-lambda-apis` and invokes them with real event JSON: the runtime contract (a handler
 //! error arrives as lambda_runtime's `Diagnostic`), an init failure reported instead of a hang,
-//! a warm process across invocations, and no process left behind after drop. Plus an ignored
-//! measurement of each function's cold start and peak RSS (debug build).
+//! a warm process across invocations, and no process left behind after drop. Plus the bench's
+//! footprint measurement (cold start, peak RSS, size) run on the debug build.
 //!
 //! Needs the function binaries: `cargo build --workspace --all-targets` first (`make test` does).
 
 use std::time::{Duration, Instant};
 
-use longshore_farm::lambda::{
-    FunctionSpec, Invocation, LambdaError, LambdaFarm, binary_path, peak_rss_kib,
-};
+use longshore_farm::lambda::{FunctionSpec, Invocation, LambdaError, LambdaFarm};
 use longshore_tests::{init_tracing, pid_alive, rerun_test_as_helper, wait_until, workspace_root};
 use serde_json::{Value, json};
 
@@ -265,120 +263,26 @@ async fn a_missing_binary_says_how_to_build_it() {
     assert!(text.contains("cargo build --workspace"), "{text}");
 }
 
-/// Cold start (spawn → first invocation answered) and peak RSS (VmHWM) of each function,
-/// debug build, under the emulator, against a private moto server. Run with:
-/// `cargo test --workspace --all-targets lambda_footprint -- --ignored --nocapture`
+/// The bench's footprint measurement on the debug build: every function gets its real event,
+/// answers it without an error twice, and each figure is read (not a timing check: only that
+/// the measurement measures something, in the order the phases happen).
+/// `longshore-farm footprint --profile debug` prints the same table.
 #[tokio::test]
-#[ignore = "a measurement, not a check: prints cold start and peak RSS per function"]
-async fn lambda_footprint() {
+async fn the_footprint_measures_every_function_on_its_real_work() {
     init_tracing();
-    let moto = longshore_farm::moto::MotoServer::start().expect("moto");
-    let endpoint = moto.endpoint_url();
-    longshore_farm::stack::create_lease_table(&moto.sdk_config().await, "footprint-state")
+    let rows = tokio::time::timeout(TEST_LIMIT, longshore_farm::footprint::measure("debug"))
         .await
-        .expect("recovery's state table");
-    let cfn_response = answer_cloudformation_responses().await;
-    let mut create = fixture("cloudformation-custom-resource/rust-runtime-create-request.json");
-    create["ResponseURL"] = json!(cfn_response);
-    // Well-formed properties naming resources moto does not have: the resolver looks them up
-    // (real SDK calls within its deadline) and answers FAILED with what is missing.
-    create["ResourceProperties"] = json!({
-        "ServiceToken": "arn:aws:lambda:us-east-1:123456789012:function:config-resolver",
-        "LaunchTemplate": "lt-0123456789abcdef0",
-        "Subnets": ["subnet-0123456789abcdef0"],
-        "SecurityGroups": ["sg-0123456789abcdef0"],
-        "InstanceProfile": "ci-agent",
-        "Masters": [{"Name": "master-a"}],
-        "JenkinsUrl": "https://jenkins.example.com/",
-        "MaxAgents": "20",
-        "Labels": [{"Name": "small", "InstanceTypes": ["t3.micro"], "MaxPerMaster": "3"}]
-    });
-    let cases: Vec<(FunctionSpec, Value)> = vec![
-        (
-            // The schedule's drain re-check: a real Scan of its state table in moto.
-            FunctionSpec::new("recovery")
-                .env("LONGSHORE_STACK", "footprint")
-                .env("STATE_TABLE", "footprint-state")
-                .env(
-                    "ALERT_TOPIC_ARN",
-                    "arn:aws:sns:us-east-1:123456789012:footprint",
-                )
-                .env("JENKINS_SECRET", "footprint-jenkins")
-                .env("LONGSHORE_ECS_CLUSTER", "footprint-masters")
-                .env("LONGSHORE_MASTER_SERVICES", "m1")
-                .env("LONGSHORE_MASTER_ASG", "footprint-master-hosts")
-                .env("LONGSHORE_MASTERS", "m1=http://127.0.0.1:9/"),
-            scheduled_event(),
-        ),
-        (
-            FunctionSpec::new("config-resolver").env("LONGSHORE_STACK", "footprint"),
-            create,
-        ),
-        (
-            FunctionSpec::new("queue-scaler")
-                .env("LONGSHORE_STACK", "footprint")
-                .env("DRY_RUN", "true")
-                .env("LONGSHORE_MASTERS", "m1=http://127.0.0.1:9/")
-                .env("FLEET_CONFIG_PARAMETER", "/longshore/footprint/fleet")
-                .env("LEASE_TABLE", "footprint-lease")
-                .env("JENKINS_SECRET", "footprint-jenkins")
-                .env("INVOCATION_BUDGET", "2s")
-                .env("POLL_INTERVAL", "1s"),
-            scheduled_event(),
-        ),
-    ];
-    let mut rows = Vec::new();
-    for (spec, event) in cases {
-        let spec = spec
-            .env("AWS_ENDPOINT_URL", &endpoint)
-            .timeout(Duration::from_secs(60));
-        let name = spec.name.clone();
-        let farm = match LambdaFarm::start(&[spec]).await {
-            Ok(farm) => farm,
-            Err(e) => {
-                rows.push(format!("{name:<16} did not start: {e}"));
-                continue;
-            }
-        };
-        let answer = farm.invoke(&name, &event).await;
-        let pid = farm.pid(&name).expect("pid");
-        let summary = match &answer {
-            Ok(Invocation::Ok(v)) => format!("ok {v}"),
-            Ok(Invocation::Failed { error_type, .. }) => format!("error {error_type}"),
-            Err(e) => format!("harness error: {e}"),
-        };
-        rows.push(format!(
-            "{name:<16} init {:>6} ms  cold start {:>6} ms  peak RSS {:>7} KiB  binary {:>4} MB  ({summary})",
-            farm.ready_after(&name).map_or(0, |d| d.as_millis()),
-            farm.cold_start(&name).map_or(0, |d| d.as_millis()),
-            peak_rss_kib(pid).unwrap_or(0),
-            std::fs::metadata(binary_path(&name)).map_or(0, |m| m.len() / 1_000_000),
-        ));
-    }
-    println!("\nLambda footprint (debug build, cargo lambda watch --only-lambda-apis):");
+        .expect("bounded")
+        .expect("measured");
+    let names: Vec<&str> = rows.iter().map(|r| r.function.as_str()).collect();
+    assert_eq!(names, ["queue-scaler", "recovery", "config-resolver"]);
     for row in &rows {
-        println!("  {row}");
+        assert!(row.ok, "{row:?}");
+        assert!(
+            row.init_ms > 0.0 && row.cold_start_ms > row.init_ms,
+            "{row:?}"
+        );
+        assert!(row.peak_rss_mib > 1.0 && row.binary_mib > 1.0, "{row:?}");
     }
-    assert!(rows.iter().all(|r| r.contains("cold start")), "{rows:#?}");
-}
-
-/// A local stand-in for CloudFormation's pre-signed ResponseURL: answers every request 200.
-async fn answer_cloudformation_responses() -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        while let Ok((mut socket, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 64 * 1024];
-                let _ = tokio::time::timeout(Duration::from_secs(2), socket.read(&mut buf)).await;
-                let _ = socket
-                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-                    .await;
-            });
-        }
-    });
-    format!("http://{addr}/cfn-response")
+    println!("{}", longshore_farm::footprint::table(&rows));
 }

@@ -186,7 +186,7 @@ pub async fn play(
 }
 
 /// The properties of a good request on this run's resources.
-fn good_properties(resources: &Resources) -> Value {
+pub fn good_properties(resources: &Resources) -> Value {
     json!({
         "ServiceToken": "arn:aws:lambda:us-east-1:123456789012:function:config-resolver",
         "LaunchTemplate": resources.launch_template,
