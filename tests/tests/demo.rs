@@ -12,11 +12,11 @@ async fn the_demo_keeps_its_invariants_and_its_logs_hold_no_secret() {
     longshore_tests::init_tracing();
     let out = std::env::temp_dir().join(format!("longshore-demo-test-{}", std::process::id()));
     let options = DemoOptions {
-        speed: 1.0,
+        speed: 10.0,
         seed: 7,
         jobs: 40,
-        boot_delay_secs: 3,
-        idle_secs: 8,
+        boot_delay_secs: 30,
+        idle_secs: 120,
         deadline_secs: 300,
         no_faults: false,
         out: out.clone(),

@@ -2,7 +2,7 @@
 //!
 //! - **Spot interruption** of two connected agents (busy ones first): the farm delivers EC2's
 //!   `Spot Instance Interruption Warning` for each to the real recovery function, waits out the
-//!   two-minute notice (compressed to a few seconds), terminates the instances in moto (EC2
+//!   two-minute notice (compressed by `SPEED`, like every duration here), terminates the instances in moto (EC2
 //!   reclaiming them) and delivers their `terminated` state-change events. The booter closes
 //!   their connections when it sees them terminated, so their running builds are lost.
 //! - **A master answering 500** to every Jenkins API request for a while (simulator fault).
@@ -80,14 +80,15 @@ const AT_FRACTION: [(f64, StepAction); 4] = [
     (0.45, StepAction::MasterErrorsStart),
     (0.62, StepAction::ZoneOutStart),
 ];
-/// EC2's two-minute Spot notice, compressed (trace seconds).
-pub const SPOT_NOTICE: Duration = Duration::from_secs(5);
+/// EC2's two-minute Spot notice (trace seconds).
+pub const SPOT_NOTICE: Duration = Duration::from_secs(120);
 /// How long master-a answers 500 (trace seconds).
-pub const MASTER_ERRORS_FOR: Duration = Duration::from_secs(15);
+pub const MASTER_ERRORS_FOR: Duration = Duration::from_secs(150);
 /// How long the zone has no capacity (trace seconds).
-pub const ZONE_OUT_FOR: Duration = Duration::from_secs(25);
-/// How long master-b is down before its replacement answers (trace seconds).
-pub const MASTER_DOWN_FOR: Duration = Duration::from_secs(8);
+pub const ZONE_OUT_FOR: Duration = Duration::from_secs(250);
+/// How long master-b is down before its replacement task answers (trace seconds): ECS
+/// places a new task and Jenkins starts.
+pub const MASTER_DOWN_FOR: Duration = Duration::from_secs(80);
 
 /// The steps for a trace spanning `span` (trace time) replayed at `speed`, in time order.
 pub fn schedule(span: Duration, speed: f64) -> Vec<Step> {

@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 use longshore::adapters::aws::ec2::Ec2Fleet;
 use longshore::adapters::jenkins::JenkinsClient;
 use longshore::domain::fleet::FleetConfig;
+use longshore::handlers::queue_scaler::DEADLINE_MARGIN;
 use serde::Serialize;
 
 use crate::aws_proxy::AwsProxy;
@@ -50,8 +51,14 @@ const STACK: &str = "longshore-demo";
 const MASTERS: [&str; 2] = ["master-a", "master-b"];
 /// How often the progress redraws (wall time).
 const TICK: Duration = Duration::from_secs(1);
-/// EventBridge's schedule: `rate(1 minute)`.
+/// EventBridge's schedule, `rate(1 minute)` (trace time, compressed like the rest).
 const SCHEDULE: Duration = Duration::from_secs(60);
+/// The queue-scaler's settings in the stack (trace time): it ticks every `POLL_INTERVAL`
+/// for `INVOCATION_BUDGET` of each scheduled invocation, less the handler's margin to answer.
+const POLL_INTERVAL: Duration = Duration::from_secs(2);
+const INVOCATION_BUDGET: Duration = Duration::from_secs(55);
+/// How long an agent may take to connect before it counts as failed (trace time).
+const BOOT_TIMEOUT: Duration = Duration::from_secs(300);
 /// Where the stack keeps what the scaler reads.
 const FLEET_PARAMETER: &str = "/longshore/longshore-demo/config/fleet";
 const LEASE_TABLE: &str = "longshore-demo-scaler-lease";
@@ -64,8 +71,10 @@ const SCHEDULE_EVENT: &str = r#"{"version":"0","id":"53dc4d37-cffa-4f76-80c9-8b7
 /// Settings of one demo run.
 #[derive(Debug, Clone, clap::Args)]
 pub struct DemoOptions {
-    /// Time compression: trace seconds per wall second (arrivals and build durations).
-    #[arg(long, env = "SPEED", default_value_t = 1.0)]
+    /// Time compression: trace seconds per wall second. Everything that takes time is
+    /// compressed alike: arrivals, builds, boots, idle time, the schedule, the scaler's poll
+    /// interval, the faults' durations.
+    #[arg(long, env = "SPEED", default_value_t = 10.0)]
     pub speed: f64,
     /// Seed of the synthetic trace.
     #[arg(long, env = "SEED", default_value_t = 7)]
@@ -73,11 +82,12 @@ pub struct DemoOptions {
     /// Number of builds in the trace.
     #[arg(long, default_value_t = 40)]
     pub jobs: usize,
-    /// Seconds from launch until an agent connects (wall time).
-    #[arg(long, default_value_t = 3)]
+    /// Seconds from launch until an agent connects (trace time).
+    #[arg(long, default_value_t = 30)]
     pub boot_delay_secs: u64,
-    /// Seconds an agent may stay idle before it is retired (wall time).
-    #[arg(long, default_value_t = 8)]
+    /// Seconds an agent may stay idle before it is retired (trace time; the stack's default
+    /// is 2 minutes).
+    #[arg(long, default_value_t = 120)]
     pub idle_secs: u64,
     /// Wall-clock limit of the whole run, in seconds.
     #[arg(long, default_value_t = 200)]
@@ -131,6 +141,8 @@ pub struct DemoReport {
     pub builds_lost_otherwise: usize,
     /// Distinct agents behind `builds_lost_otherwise`.
     pub busy_agents_killed: usize,
+    /// Waits, from a build's submission to its start, in trace seconds (wall × speed), as
+    /// are the agent-seconds: what they would be uncompressed.
     pub wait_p50_s: f64,
     pub wait_p95_s: f64,
     pub wait_max_s: f64,
@@ -206,10 +218,13 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport, DemoError> {
         .map(|sim| JenkinsClient::new(http.clone(), &sim.url(), "admin", &farm.token))
         .collect();
     let mut booter_config = BooterConfig::new(STACK);
-    booter_config.boot_delay = Duration::from_secs(options.boot_delay_secs);
+    booter_config.boot_delay = wall(Duration::from_secs(options.boot_delay_secs), speed);
     booter_config.poll_interval = Duration::from_millis(500);
     let booter = Booter::new(&farm.sdk, booter_config).spawn();
-    let schedule = tokio::spawn(invoke_on_schedule(farm.lambdas.clone()));
+    let schedule = tokio::spawn(invoke_on_schedule(
+        farm.lambdas.clone(),
+        wall(SCHEDULE, speed),
+    ));
     let mut observer = Observer::new(farm.fleet.clone(), clients);
     let ec2 = aws_sdk_ec2::Client::new(&farm.sdk);
 
@@ -294,7 +309,11 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport, DemoError> {
     let mut report = account(&stats, &injector, &observer, &seen, next);
     report.seed = options.seed;
     report.speed = speed;
-    report.agent_seconds = progress.agent_seconds();
+    // Trace time: what the run would have cost and waited uncompressed.
+    report.wait_p50_s *= speed;
+    report.wait_p95_s *= speed;
+    report.wait_max_s *= speed;
+    report.agent_seconds = progress.agent_seconds() * speed;
     report.agent_hours = report.agent_seconds / 3600.0;
     report.max_live_instances = max_live;
     report.cap_overshoots = cap_overshoots;
@@ -331,9 +350,14 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport, DemoError> {
     Ok(report)
 }
 
+/// A span of trace time in wall time.
+pub(crate) fn wall(trace: Duration, speed: f64) -> Duration {
+    trace.div_f64(speed.max(0.01))
+}
+
 /// Submits one trace job to a master, its duration compressed by `speed`.
 pub(crate) fn submit(sim: &RunningSim, job: &TraceJob, speed: f64) {
-    let duration = job.duration.div_f64(speed.max(0.01));
+    let duration = wall(job.duration, speed);
     if let Err(err) = sim
         .sim()
         .submit(&job.job, Some(job.label), duration, JobKind::Freestyle)
@@ -502,14 +526,18 @@ async fn start_farm(options: &DemoOptions) -> Result<Farm, DemoError> {
             Simulator::start(config, "127.0.0.1:0".parse().map_err(setup)?).await?,
         ));
     }
-    let idle = Duration::from_secs(options.idle_secs);
-    let config = demo_fleet(STACK, &template.id, &network.subnets, &MASTERS, idle);
+    let speed = options.speed.max(0.01);
+    // The fleet configuration counts whole seconds: at least one.
+    let whole_secs = |trace: Duration| Duration::from_secs(wall(trace, speed).as_secs().max(1));
+    let idle = whole_secs(Duration::from_secs(options.idle_secs));
+    let mut config = demo_fleet(STACK, &template.id, &network.subnets, &MASTERS, idle);
+    config.boot_timeout_secs = whole_secs(BOOT_TIMEOUT).as_secs() as u32;
     let subnets = network
         .subnets
         .iter()
         .map(|s| s.subnet_id.clone())
         .collect();
-    let lambdas = start_lambdas(&sdk, &moto, &proxy, &config, &sims, &token).await?;
+    let lambdas = start_lambdas(&sdk, &moto, &proxy, &config, &sims, &token, speed).await?;
     let fleet = Ec2Fleet::new(aws_sdk_ec2::Client::new(&sdk), STACK, template);
     Ok(Farm {
         moto,
@@ -533,7 +561,15 @@ async fn start_lambdas(
     config: &FleetConfig,
     sims: &[Option<RunningSim>],
     token: &str,
+    speed: f64,
 ) -> Result<LambdaFarm, DemoError> {
+    let millis = |wall: Duration| format!("{}ms", wall.as_millis().max(1));
+    // The handler stops ticking DEADLINE_MARGIN before its budget: time to answer, which does
+    // not shrink with the trace. It is added back, so that each invocation ticks for the
+    // compressed share of the minute it ticks for on AWS (52 s), and the Lambda timeout
+    // stays past the budget, as the template's 60 s is past 55 s.
+    let budget = wall(INVOCATION_BUDGET - DEADLINE_MARGIN, speed) + DEADLINE_MARGIN;
+    let timeout = budget + Duration::from_secs(1);
     stack::put_fleet_config(sdk, FLEET_PARAMETER, config)
         .await
         .map_err(setup)?;
@@ -568,10 +604,10 @@ async fn start_lambdas(
         .env("LEASE_TABLE", LEASE_TABLE)
         .env("JENKINS_SECRET", JENKINS_SECRET)
         .env("LONGSHORE_MASTERS", &masters)
-        .env("POLL_INTERVAL", "2s")
-        .env("INVOCATION_BUDGET", "55s")
+        .env("POLL_INTERVAL", millis(wall(POLL_INTERVAL, speed)))
+        .env("INVOCATION_BUDGET", millis(budget))
         .env("RUST_LOG", "info")
-        .timeout(SCHEDULE);
+        .timeout(timeout);
     let recovery = FunctionSpec::new("recovery")
         .env("AWS_ENDPOINT_URL", moto.endpoint_url())
         .env("LONGSHORE_STACK", STACK)
@@ -583,12 +619,14 @@ async fn start_lambdas(
         .env("LONGSHORE_MASTER_ASG", inject::MASTER_ASG)
         .env("LONGSHORE_MASTERS", &masters)
         .env("RUST_LOG", "info")
-        .timeout(SCHEDULE);
+        // A limit, not a span of the trace: the template's 60 s, uncompressed.
+        .timeout(Duration::from_secs(60));
     LambdaFarm::start(&[scaler, recovery]).await.map_err(setup)
 }
 
-/// EventBridge's part: the schedule event every minute, as `rate(1 minute)` delivers it.
-async fn invoke_on_schedule(lambdas: Arc<LambdaFarm>) {
+/// EventBridge's part: the schedule event every `period` (a compressed minute), as
+/// `rate(1 minute)` delivers it.
+async fn invoke_on_schedule(lambdas: Arc<LambdaFarm>, period: Duration) {
     let event: serde_json::Value = match serde_json::from_str(SCHEDULE_EVENT) {
         Ok(event) => event,
         Err(err) => {
@@ -596,7 +634,7 @@ async fn invoke_on_schedule(lambdas: Arc<LambdaFarm>) {
             return;
         }
     };
-    let mut schedule = tokio::time::interval(SCHEDULE);
+    let mut schedule = tokio::time::interval(period);
     loop {
         schedule.tick().await;
         let lambdas = lambdas.clone();

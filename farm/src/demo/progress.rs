@@ -129,9 +129,18 @@ pub fn print_summary(report: &DemoReport) {
             report.builds_lost_otherwise.to_string(),
         ),
         ("busy agents killed", report.busy_agents_killed.to_string()),
-        ("wait p50", format!("{:.1} s", report.wait_p50_s)),
-        ("wait p95", format!("{:.1} s", report.wait_p95_s)),
-        ("wait max", format!("{:.1} s", report.wait_max_s)),
+        (
+            "wait p50 (trace time)",
+            format!("{:.1} s", report.wait_p50_s),
+        ),
+        (
+            "wait p95 (trace time)",
+            format!("{:.1} s", report.wait_p95_s),
+        ),
+        (
+            "wait max (trace time)",
+            format!("{:.1} s", report.wait_max_s),
+        ),
         ("agents launched", report.agents_launched.to_string()),
         (
             "agents retired by the scaler",
@@ -142,7 +151,7 @@ pub fn print_summary(report: &DemoReport) {
             report.agents_terminated_by_faults.to_string(),
         ),
         (
-            "agent-hours",
+            "agent-hours (trace time)",
             format!("{:.3} ({:.0} s)", report.agent_hours, report.agent_seconds),
         ),
         (

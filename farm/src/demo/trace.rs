@@ -21,20 +21,21 @@ pub struct TraceJob {
 /// The labels the demo builds on: most images are small, some need a large agent.
 pub const LABELS: [&str; 2] = ["docker", "docker-large"];
 
-/// A seeded trace of `jobs` builds over about 70 s of trace time.
+/// A seeded trace of `jobs` Docker image builds of 1 to 3.3 minutes each, arriving over about
+/// ten minutes of trace time.
 pub fn synthetic(seed: u64, jobs: usize, masters: usize) -> Vec<TraceJob> {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut trace: Vec<TraceJob> = (0..jobs)
         .map(|n| {
-            // Two thirds arrive in the first wave (0–20 s), the rest in a second (40–60 s).
-            let wave_start = if n % 3 == 2 { 40_000 } else { 0 };
-            let at = Duration::from_millis(wave_start + rng.random_range(0..20_000));
+            // Two thirds arrive in the first wave (0–200 s), the rest in a second (400–600 s).
+            let wave_start = if n % 3 == 2 { 400_000 } else { 0 };
+            let at = Duration::from_millis(wave_start + rng.random_range(0..200_000));
             let label = if rng.random_range(0..10) < 7 {
                 LABELS[0]
             } else {
                 LABELS[1]
             };
-            let duration = Duration::from_millis(rng.random_range(6_000..20_000));
+            let duration = Duration::from_millis(rng.random_range(60_000..200_000));
             let image = ["api", "web", "worker", "cron"][n % 4];
             TraceJob {
                 at,

@@ -33,7 +33,7 @@ use crate::error::{AwsError, ConfigError};
 use crate::telemetry::{MetricRecord, Unit};
 
 /// The invocation stops ticking this long before its deadline, to answer in time.
-const DEADLINE_MARGIN: Duration = Duration::from_secs(3);
+pub const DEADLINE_MARGIN: Duration = Duration::from_secs(3);
 /// Metrics namespace.
 const NAMESPACE: &str = "longshore";
 
