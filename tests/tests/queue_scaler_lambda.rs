@@ -353,8 +353,9 @@ async fn reaction_time() {
 async fn a_launch_whose_answers_are_all_lost_still_runs_exactly_one_agent() {
     let setup = setup(true).await;
     // The first RunInstances takes effect, then its answer is lost on every one of the SDK's
-    // three attempts: the retries carry the same ClientToken and launch nothing more, the tick
-    // reports an error, and the next tick finds the instance without a node and registers it.
+    // three attempts: the retries carry the same ClientToken and launch nothing more, and the
+    // tick reports an error. The next tick finds the instance without a node and registers it,
+    // and sends the unanswered launch once more, which EC2 answers with that instance.
     setup
         .proxy
         .add_rule(FaultRule::on("RunInstances", AwsFault::LoseResponse).times(3));
@@ -371,7 +372,7 @@ async fn a_launch_whose_answers_are_all_lost_still_runs_exactly_one_agent() {
         stats.launches_forwarded, 1,
         "one launch reached EC2: {stats:?}"
     );
-    assert_eq!(stats.idempotent_replays, 2, "{stats:?}");
+    assert_eq!(stats.idempotent_replays, 3, "{stats:?}");
     assert_eq!(live_instances(&setup.ec2).await.len(), 1);
     assert_eq!(
         setup.sims[0].sim().stats().builds_completed,
