@@ -5,6 +5,7 @@
 use std::future::Future;
 
 use crate::adapters::aws::ec2::{AgentInstance, Ec2Fleet, LaunchSpec};
+use crate::adapters::aws::launches::{DynamoLaunchJournal, LaunchRecord};
 use crate::adapters::aws::ssm::SsmSecrets;
 use crate::adapters::jenkins::{JenkinsClient, NewAgent};
 use crate::domain::jenkins::{ComputerSet, Queue};
@@ -48,6 +49,16 @@ pub trait Secrets {
     fn delete_secret(&self, path: &str) -> impl Future<Output = Result<(), AwsError>> + Send;
 }
 
+/// Where the queue-scaler writes its launches down before sending them, so that a launch
+/// whose outcome its process never learnt is settled by the next one
+/// ([`crate::adapters::aws::launches`]).
+pub trait LaunchJournal {
+    /// Writes the record, replacing the one of the same token.
+    fn record(&self, record: &LaunchRecord) -> impl Future<Output = Result<(), AwsError>> + Send;
+    fn forget(&self, token: &str) -> impl Future<Output = Result<(), AwsError>> + Send;
+    fn recall(&self) -> impl Future<Output = Result<Vec<LaunchRecord>, AwsError>> + Send;
+}
+
 impl Jenkins for JenkinsClient {
     async fn queue(&self) -> Result<Queue, JenkinsError> {
         JenkinsClient::queue(self).await
@@ -78,6 +89,18 @@ impl Fleet for Ec2Fleet {
     }
     async fn terminate(&self, ids: &[String]) -> Result<Vec<String>, AwsError> {
         Ec2Fleet::terminate(self, ids).await
+    }
+}
+
+impl LaunchJournal for DynamoLaunchJournal {
+    async fn record(&self, record: &LaunchRecord) -> Result<(), AwsError> {
+        DynamoLaunchJournal::record(self, record).await
+    }
+    async fn forget(&self, token: &str) -> Result<(), AwsError> {
+        DynamoLaunchJournal::forget(self, token).await
+    }
+    async fn recall(&self) -> Result<Vec<LaunchRecord>, AwsError> {
+        DynamoLaunchJournal::recall(self).await
     }
 }
 

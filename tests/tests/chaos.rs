@@ -5,6 +5,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use longshore::adapters::aws::ec2::Ec2Fleet;
+use longshore::adapters::aws::launches::DynamoLaunchJournal;
 use longshore::adapters::aws::ssm::SsmSecrets;
 use longshore::adapters::jenkins::JenkinsClient;
 use longshore::domain::fleet::{FleetConfig, SpotPolicy};
@@ -14,7 +15,7 @@ use longshore_farm::chaos::run_seeds;
 use longshore_farm::demo::fleet::demo_fleet;
 use longshore_farm::jenkins::{JobKind, RunningSim, SimConfig, Simulator};
 use longshore_farm::moto::{MotoServer, sdk_config_for};
-use longshore_farm::stack::create_agent_launch_template;
+use longshore_farm::stack::{create_agent_launch_template, create_lease_table};
 
 /// Seeds whose scripts cover every fault family between them (see the assertions below) and
 /// that passed `make chaos RUNS=50 SEED=1`; seeds the harness fails on today are listed in the
@@ -52,6 +53,8 @@ struct OneMaster {
     config: FleetConfig,
     fleet: Ec2Fleet,
     ssm: aws_sdk_ssm::Client,
+    /// The launch journal, through the proxy like every other call.
+    journal: DynamoLaunchJournal,
     /// moto itself, not through the proxy: what really runs.
     moto_ec2: aws_sdk_ec2::Client,
 }
@@ -64,6 +67,10 @@ impl OneMaster {
         let template = create_agent_launch_template(&moto.sdk_config().await, stack)
             .await
             .expect("launch template");
+        let table = format!("{stack}-state");
+        create_lease_table(&moto.sdk_config().await, &table)
+            .await
+            .expect("state table");
         let sim = Simulator::start(
             SimConfig {
                 quiet_period: Duration::ZERO,
@@ -89,6 +96,7 @@ impl OneMaster {
         OneMaster {
             fleet: Ec2Fleet::new(aws_sdk_ec2::Client::new(&sdk), stack, template),
             ssm: aws_sdk_ssm::Client::new(&sdk),
+            journal: DynamoLaunchJournal::new(aws_sdk_dynamodb::Client::new(&sdk), &table, stack),
             moto_ec2: aws_sdk_ec2::Client::new(&moto.sdk_config().await),
             _moto: moto,
             proxy,
@@ -97,8 +105,9 @@ impl OneMaster {
         }
     }
 
-    /// A scaler as a new invocation (a new process) gets it: no memory of earlier launches.
-    fn scaler(&self) -> Scaler<JenkinsClient, Ec2Fleet, SsmSecrets> {
+    /// A scaler as a new process gets it: no memory of earlier launches (an invocation reads
+    /// the journal before it acts: see [`OneMaster::invocation`]).
+    fn scaler(&self) -> Scaler<JenkinsClient, Ec2Fleet, SsmSecrets, DynamoLaunchJournal> {
         let url = self.sim.url();
         Scaler::new(
             vec![MasterEndpoint {
@@ -108,9 +117,21 @@ impl OneMaster {
             }],
             self.fleet.clone(),
             SsmSecrets::new(self.ssm.clone()),
+            self.journal.clone(),
             self.config.clone(),
             false,
         )
+    }
+
+    /// A new invocation in a new process, as the handler starts it: a cold scaler that has
+    /// read the launch journal.
+    async fn invocation(&self) -> Scaler<JenkinsClient, Ec2Fleet, SsmSecrets, DynamoLaunchJournal> {
+        let mut scaler = self.scaler();
+        scaler
+            .recall_launches(now_ms())
+            .await
+            .expect("the journal reads");
+        scaler
     }
 
     fn submit(&self, job: &str, label: &str) {
@@ -215,7 +236,7 @@ async fn a_new_invocation_keeps_the_cap_while_ec2_hides_fresh_instances() {
         "one agent per job, the cap of 2: {launched:?}"
     );
     // The next invocation runs in another process.
-    let mut second = farm.scaler();
+    let mut second = farm.invocation().await;
     let mut nodes_removed = Vec::new();
     for _ in 0..3 {
         nodes_removed.extend(second.tick(now_ms()).await.orphans_removed);
@@ -255,7 +276,9 @@ async fn a_retry_that_finds_capacity_again_does_not_launch_twice() {
         "the answers were lost: {first:?}"
     );
     assert_eq!(farm.proxy.stats().launches_forwarded, 1);
-    // The next invocation, in a new process; capacity is back.
+    // The next invocation, in a new process; capacity is back. It does not read the launch
+    // journal here, which would settle the launch before planning: the token alone must
+    // hold too.
     let second = farm.scaler().tick(now_ms()).await;
     let live = longshore_tests::live_instances(&farm.moto_ec2, "capacity-back").await;
     assert_eq!(
@@ -288,6 +311,63 @@ async fn a_launch_without_an_answer_is_settled_before_its_template_launches_agai
     }
     let live = longshore_tests::live_instances(&farm.moto_ec2, "unanswered").await;
     assert_eq!(live.len(), 2, "one agent per job, the cap of 2: {live:?}");
+}
+
+/// Seed 281 of `make chaos RUNS=300 SEED=1`, the case the test above cannot reach: the
+/// invocation that lost an answer dies with its memory (cut off at its deadline), and the
+/// situation changes before the next one plans, so that its tokens differ from the dead one's.
+/// Here the first agent is reclaimed (instance terminated, node taken out, as recovery does)
+/// while EC2 lists neither fresh instance: a new process saw no instance at all, planned both
+/// jobs from nothing, and launched two instances beside the unanswered one, past
+/// `max_per_master` 2. Every launch is now written down before it is sent; each invocation
+/// reads the journal back, counts what was launched and settles what was not answered before
+/// anything else of its template launches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_launch_left_unanswered_by_a_dead_invocation_is_settled_by_the_next() {
+    let farm = OneMaster::start("unanswered-dead").await;
+    let mut dying = farm.invocation().await;
+    dying.tick(now_ms()).await; // the standby nodes
+    farm.proxy.hide_new_instances_for(Duration::from_secs(30));
+    farm.submit("job-0", "docker-large");
+    let first = dying.tick(now_ms()).await;
+    assert_eq!(first.launched.len(), 1, "{first:?}");
+    farm.proxy
+        .add_rule(FaultRule::on("RunInstances", AwsFault::LoseResponse).times(1));
+    farm.submit("job-1", "docker-large");
+    let second = dying.tick(now_ms()).await;
+    assert!(
+        second.launched.is_empty(),
+        "its answer was lost: {second:?}"
+    );
+    assert_eq!(farm.proxy.stats().launches_forwarded, 2);
+    drop(dying);
+    // The first agent is reclaimed before the next invocation.
+    let reclaimed = &first.launched[0];
+    farm.moto_ec2
+        .terminate_instances()
+        .instance_ids(reclaimed)
+        .send()
+        .await
+        .expect("terminate");
+    JenkinsClient::new(
+        JenkinsClient::http_client(),
+        &farm.sim.url(),
+        "admin",
+        "admin",
+    )
+    .delete_node(reclaimed)
+    .await
+    .expect("the node is taken out");
+    // Each tick from here is a new process.
+    for _ in 0..3 {
+        farm.invocation().await.tick(now_ms()).await;
+    }
+    let live = longshore_tests::live_instances(&farm.moto_ec2, "unanswered-dead").await;
+    assert!(
+        live.len() <= 2,
+        "max_per_master is 2: {} live instances",
+        live.len()
+    );
 }
 
 /// The stack-wide cap while a launch's answers were all lost and EC2 does not list its

@@ -7,18 +7,19 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use longshore::adapters::aws::ec2::{AgentInstance, Ec2Fleet, LaunchSpec, tags};
+use longshore::adapters::aws::launches::DynamoLaunchJournal;
 use longshore::adapters::aws::ssm::{SsmSecrets, agent_secret_path};
 use longshore::adapters::jenkins::{JenkinsClient, NewAgent};
 use longshore::domain::fleet::{FleetConfig, SpotPolicy};
 use longshore::domain::jenkins::{ComputerSet, Queue};
 use longshore::error::{AwsError, JenkinsError};
 use longshore::handlers::queue_scaler::{MasterEndpoint, Scaler, TickReport};
-use longshore::ports::{Fleet, Jenkins};
+use longshore::ports::{Fleet, Jenkins, LaunchJournal, Secrets};
 use longshore_farm::booter::{Booter, BooterConfig, BooterHandle};
 use longshore_farm::demo::fleet::demo_fleet;
 use longshore_farm::jenkins::{Budget, Fault, JobKind, RunningSim, SimConfig, Simulator};
 use longshore_farm::moto::MotoServer;
-use longshore_farm::stack::create_agent_launch_template;
+use longshore_farm::stack::{create_agent_launch_template, create_lease_table};
 
 const STACK: &str = "scaler-test";
 const MASTERS: [&str; 2] = ["master-a", "master-b"];
@@ -105,6 +106,7 @@ struct Farm {
     ec2: aws_sdk_ec2::Client,
     ssm: aws_sdk_ssm::Client,
     fleet: Ec2Fleet,
+    journal: DynamoLaunchJournal,
     config: FleetConfig,
 }
 
@@ -116,6 +118,14 @@ impl Farm {
         let template = create_agent_launch_template(&sdk, STACK)
             .await
             .expect("launch template");
+        create_lease_table(&sdk, "scaler-test-state")
+            .await
+            .expect("state table");
+        let journal = DynamoLaunchJournal::new(
+            aws_sdk_dynamodb::Client::new(&sdk),
+            "scaler-test-state",
+            STACK,
+        );
         let mut sims = Vec::new();
         for name in MASTERS {
             let config = SimConfig {
@@ -150,6 +160,7 @@ impl Farm {
             ssm: aws_sdk_ssm::Client::new(&sdk),
             ec2,
             fleet,
+            journal,
             config,
         }
     }
@@ -171,11 +182,12 @@ impl Farm {
             .collect()
     }
 
-    fn scaler(&self) -> Scaler<JenkinsClient, Ec2Fleet, SsmSecrets> {
+    fn scaler(&self) -> Scaler<JenkinsClient, Ec2Fleet, SsmSecrets, DynamoLaunchJournal> {
         Scaler::new(
             self.endpoints(),
             self.fleet.clone(),
             SsmSecrets::new(self.ssm.clone()),
+            self.journal.clone(),
             self.config.clone(),
             false,
         )
@@ -221,8 +233,8 @@ where
 }
 
 /// Ticks every 100 ms until `done` holds for the farm's simulators or the deadline passes.
-async fn tick_until<J: Jenkins, F: Fleet, S: longshore::ports::Secrets>(
-    scaler: &mut Scaler<J, F, S>,
+async fn tick_until<J: Jenkins, F: Fleet, S: Secrets, L: LaunchJournal>(
+    scaler: &mut Scaler<J, F, S, L>,
     mut done: impl FnMut(&TickReport) -> bool,
 ) -> Vec<TickReport> {
     let deadline = tokio::time::Instant::now() + DEADLINE;
@@ -312,6 +324,7 @@ async fn a_build_that_starts_during_retirement_is_kept() {
         endpoints,
         farm.fleet.clone(),
         SsmSecrets::new(farm.ssm.clone()),
+        farm.journal.clone(),
         farm.config.clone(),
         false,
     );
@@ -405,6 +418,7 @@ async fn capacity_errors_fall_back_to_the_next_instance_type() {
         farm.endpoints(),
         scarce,
         SsmSecrets::new(farm.ssm.clone()),
+        farm.journal.clone(),
         farm.config.clone(),
         false,
     );
@@ -507,6 +521,7 @@ async fn a_launch_whose_tokens_all_died_on_other_candidates_still_launches() {
         farm.endpoints(),
         fleet.clone(),
         SsmSecrets::new(farm.ssm.clone()),
+        farm.journal.clone(),
         farm.config.clone(),
         false,
     );
@@ -696,6 +711,7 @@ async fn a_steady_state_tick_makes_one_ec2_call_and_nothing_else() {
         farm.endpoints(),
         fleet,
         SsmSecrets::new(farm.ssm.clone()),
+        farm.journal.clone(),
         farm.config.clone(),
         false,
     );

@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use longshore::adapters::aws::{autoscaling, ec2, ecs, secrets, sns, ssm, state};
+use longshore::adapters::aws::{autoscaling, ec2, ecs, launches, lease, secrets, sns, ssm, state};
 use longshore::config::{CommonConfig, Settings, Source};
 use longshore::domain::custom_resource::parse_properties;
 use longshore::handlers::queue_scaler::{MasterSource, QueueScalerConfig};
@@ -161,6 +161,23 @@ fn iam_is_least_privilege() {
     assert!(
         include_str!("../../shared/src/adapters/aws/state.rs")
             .contains("format!(\"recovery#{stack}#\")")
+    );
+    // The scaler's lease and launch journal, under theirs.
+    let scaler_table = all
+        .iter()
+        .find(|(r, s)| r == "QueueScalerRole" && s["Sid"] == "LeaseAndLaunchJournal")
+        .expect("the scaler's table statement");
+    assert_eq!(
+        scaler_table.1["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"],
+        json!([{"Fn::Sub": "queue-scaler#${AWS::StackName}*"}])
+    );
+    assert!(
+        include_str!("../../shared/src/adapters/aws/lease.rs")
+            .contains("format!(\"queue-scaler#{stack}\")")
+    );
+    assert!(
+        include_str!("../../shared/src/adapters/aws/launches.rs")
+            .contains("format!(\"queue-scaler#{stack}#launch#\")")
     );
 }
 
@@ -608,6 +625,22 @@ fn the_adapters_iam_lists_name_every_call_they_make() {
             consts(&[state::IAM_ACTIONS]),
         ),
         (
+            "launch journal",
+            sdk_calls(
+                include_str!("../../shared/src/adapters/aws/launches.rs"),
+                "dynamodb",
+            ),
+            consts(&[launches::IAM_ACTIONS]),
+        ),
+        (
+            "lease",
+            sdk_calls(
+                include_str!("../../shared/src/adapters/aws/lease.rs"),
+                "dynamodb",
+            ),
+            consts(&[lease::IAM_ACTIONS]),
+        ),
+        (
             "secrets",
             sdk_calls(
                 include_str!("../../shared/src/adapters/aws/secrets.rs"),
@@ -999,6 +1032,14 @@ fn an_agent_may_read_only_the_secret_tagged_with_its_own_instance_arn() {
 
     // The scaler may write, tag and delete secrets there (and recovery delete them).
     let scaler = grants(&template, "QueueScalerRole");
+    // Its lease and launch journal live in the state table.
+    for action in lease::IAM_ACTIONS.iter().chain(launches::IAM_ACTIONS) {
+        assert!(
+            scaler.iter().any(|(a, s)| a == action
+                && s["Resource"] == json!({"Fn::GetAtt": ["StateTable", "Arn"]})),
+            "QueueScalerRole may not {action} on the state table"
+        );
+    }
     for action in ssm::PUT_SECRET_IAM_ACTIONS
         .iter()
         .chain(ssm::DELETE_SECRET_IAM_ACTIONS)

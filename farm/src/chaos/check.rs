@@ -10,7 +10,9 @@
 //!   instance without a connected node on its master, or an agent node without a live instance.
 //! - **duplicate launches**: a second instance for one planned launch (one `ClientToken`, its
 //!   candidate suffix aside), and instances beyond the bound "one per job, plus one per
-//!   instance that never connected", per master and template.
+//!   instance that was replaced": it never connected, EC2 reclaimed it, or the scaler removed
+//!   it as not connected within the boot timeout (an agent that connects late, after that
+//!   decision, is still replaced), per master and template.
 //! - **jobs never run**: a submitted job that never started.
 //! - **custom resource requests unanswered**: a request CloudFormation got no answer for; and
 //!   **custom resource wrong answers**: bad properties or a hung resolver answered SUCCESS.
@@ -60,6 +62,8 @@ pub struct Observations {
     pub dead_agents: BTreeSet<String>,
     /// Instances EC2 reclaimed (Spot): whatever they ran was lost by AWS, not by longshore.
     pub reclaimed: BTreeSet<String>,
+    /// Instances and nodes the scaler removed as orphans.
+    pub removed_as_orphans: BTreeSet<String>,
     /// Custom resource requests sent: request id, whether it must be answered FAILED.
     pub cr_sent: Vec<(String, bool)>,
     /// Custom resource answers CloudFormation received: request id, status.
@@ -150,6 +154,8 @@ impl Observations {
         }
         if let Some(report) = report {
             self.scaler_errors += report.errors.len() as u64;
+            self.removed_as_orphans
+                .extend(report.orphans_removed.iter().cloned());
         }
     }
 
@@ -324,30 +330,23 @@ impl Observations {
             if let (Some(master), Some(label)) = (&instance.master, &instance.label) {
                 let entry = launched.entry((master, label)).or_default();
                 entry.0 += 1;
-                entry.1 += u64::from(!self.connected.contains(&instance.id));
+                let replaced = !self.connected.contains(&instance.id)
+                    || self.reclaimed.contains(&instance.id)
+                    || self.removed_as_orphans.contains(&instance.id);
+                entry.1 += u64::from(replaced);
             }
         }
-        // An instance EC2 reclaimed is replaced like one that never connected.
-        for (instance, _) in self.all_instances.values() {
-            if let (Some(master), Some(label), true) = (
-                &instance.master,
-                &instance.label,
-                self.reclaimed.contains(&instance.id) && self.connected.contains(&instance.id),
-            ) {
-                launched.entry((master, label)).or_default().1 += 1;
-            }
-        }
-        for ((master, label), (count, never_connected)) in launched {
+        for ((master, label), (count, replaced)) in launched {
             let jobs = self
                 .jobs
                 .iter()
                 .filter(|(m, l, _)| MASTERS[*m] == master && l == label)
                 .count() as u64;
-            let bound = jobs + never_connected;
+            let bound = jobs + replaced;
             if count > bound {
                 verdict.invariants.duplicate_launches += count - bound;
                 verdict.reasons.push(format!(
-                    "{count} {label} instances on {master} for {jobs} jobs and {never_connected} that never connected or were reclaimed"
+                    "{count} {label} instances on {master} for {jobs} jobs and {replaced} replaced (never connected, reclaimed, or removed as not connected in time)"
                 ));
             }
         }
@@ -482,5 +481,23 @@ mod tests {
         let verdict = seen.verdict();
         // One token twice, and two connected instances for one job.
         assert_eq!(verdict.invariants.duplicate_launches, 2, "{verdict:?}");
+    }
+
+    #[test]
+    fn a_late_agent_the_scaler_had_removed_counts_as_replaced() {
+        let mut seen = base();
+        for id in ["i-0000000a", "i-0000000b"] {
+            seen.all_instances
+                .insert(id.to_string(), (instance(id, false), 1));
+            seen.connected.insert(id.to_string());
+        }
+        assert_eq!(seen.verdict().invariants.duplicate_launches, 1);
+        // The first connected only after the scaler had removed it as not connected in time.
+        let report = TickReport {
+            orphans_removed: vec!["i-0000000a".to_string()],
+            ..TickReport::default()
+        };
+        seen.record_step(true, false, false, Some(&report));
+        assert_eq!(seen.verdict().invariants.duplicate_launches, 0);
     }
 }

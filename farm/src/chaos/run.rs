@@ -5,9 +5,10 @@
 //! settled, ticks twice more, and hands what it observed to [`super::check`].
 //!
 //! Invocations are modelled on the Lambda handler (`handlers::queue_scaler::handle`): an
-//! invocation takes the lease until its end plus two polls, renews it every tick, releases it
-//! when it ends; an invocation that finds the lease held observes once and ends. A tick cut
-//! off mid-act kills its invocation without a release, and the next one starts cold.
+//! invocation takes the lease until its end plus two polls, reads the launch journal, renews
+//! the lease every tick, releases it when it ends; an invocation that finds the lease held
+//! observes once and ends. A tick cut off mid-act kills its invocation without a release, and
+//! the next one starts cold.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -17,6 +18,7 @@ use aws_config::retry::RetryConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use longshore::adapters::aws::ec2::{AgentInstance, Ec2Fleet, LaunchSpec, tags};
 use longshore::adapters::aws::ecs::MasterAddress;
+use longshore::adapters::aws::launches::DynamoLaunchJournal;
 use longshore::adapters::aws::lease::Lease;
 use longshore::adapters::aws::ssm::SsmSecrets;
 use longshore::adapters::jenkins::JenkinsClient;
@@ -161,7 +163,7 @@ impl Fleet for ChaosFleet {
     }
 }
 
-type ChaosScaler = Scaler<JenkinsClient, ChaosFleet, SsmSecrets>;
+type ChaosScaler = Scaler<JenkinsClient, ChaosFleet, SsmSecrets, DynamoLaunchJournal>;
 
 /// An invocation in progress.
 struct Invocation {
@@ -205,6 +207,7 @@ struct RunFarm {
     fleet: ChaosFleet,
     config: FleetConfig,
     lease: Lease,
+    journal: DynamoLaunchJournal,
     ssm: aws_sdk_ssm::Client,
     moto_ec2: aws_sdk_ec2::Client,
     chaos: Arc<Mutex<LaunchChaos>>,
@@ -273,6 +276,11 @@ impl RunFarm {
                 &lease_table,
                 &stack,
             ),
+            journal: DynamoLaunchJournal::new(
+                aws_sdk_dynamodb::Client::new(&batch.proxy_sdk),
+                &lease_table,
+                &stack,
+            ),
             stack,
             sims,
             booter,
@@ -305,6 +313,7 @@ impl RunFarm {
             endpoints,
             self.fleet.clone(),
             SsmSecrets::new(self.ssm.clone()),
+            self.journal.clone(),
             self.config.clone(),
             false,
         )
@@ -531,7 +540,14 @@ impl RunFarm {
                 .acquire(&invocation.owner, now, lease_until(&invocation))
                 .await
             {
-                Ok(true) => slot.invocation = Some(invocation),
+                Ok(true) => {
+                    if scaler.recall_launches(now).await.is_err() {
+                        // The handler gives the lease back and fails the invocation.
+                        let _ = self.lease.release(&invocation.owner).await;
+                        return step;
+                    }
+                    slot.invocation = Some(invocation);
+                }
                 Ok(false) => {
                     // Another invocation holds the lease: observe once and end.
                     step.report = Some(scaler.observe_only(now).await);

@@ -6,6 +6,9 @@ use aws_sdk_dynamodb::types::AttributeValue;
 
 use crate::error::AwsError;
 
+/// The IAM actions [`Lease`] calls (the template's roles are checked against it).
+pub const IAM_ACTIONS: &[&str] = &["dynamodb:PutItem", "dynamodb:DeleteItem"];
+
 /// A lease on one key of a DynamoDB table (partition key `pk`, a string).
 #[derive(Debug, Clone)]
 pub struct Lease {

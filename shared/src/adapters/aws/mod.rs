@@ -5,6 +5,7 @@ pub mod cloudformation;
 pub mod ec2;
 pub mod ecs;
 pub mod iam;
+pub mod launches;
 pub mod lease;
 pub mod network;
 pub mod secrets;

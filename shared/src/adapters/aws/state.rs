@@ -68,7 +68,7 @@ impl RecoveryState {
     /// The stop times recorded for `service` and not expired at `now`.
     pub async fn stops(&self, service: &str, now: i64) -> Result<Vec<i64>, AwsError> {
         let items = self
-            .scan_prefix(&format!("{}stop#{service}#", self.prefix))
+            .scan(&format!("{}stop#{service}#", self.prefix))
             .await?;
         Ok(items
             .iter()
@@ -112,7 +112,7 @@ impl RecoveryState {
     /// Every pending drain. An item missing a field is skipped (and logged): it cannot be
     /// acted on, and its TTL removes it.
     pub async fn drains(&self) -> Result<Vec<PendingDrain>, AwsError> {
-        let items = self.scan_prefix(&format!("{}drain#", self.prefix)).await?;
+        let items = self.scan(&format!("{}drain#", self.prefix)).await?;
         Ok(items
             .iter()
             .filter_map(|item| {
@@ -162,6 +162,10 @@ impl RecoveryState {
         }
     }
 
+    async fn scan(&self, prefix: &str) -> Result<Vec<Item>, AwsError> {
+        scan_prefix(&self.client, &self.table, prefix).await
+    }
+
     async fn delete(&self, key: &str) -> Result<(), AwsError> {
         self.client
             .delete_item()
@@ -172,24 +176,30 @@ impl RecoveryState {
             .map_err(|err| AwsError::from_sdk("DeleteItem", &err))?;
         Ok(())
     }
+}
 
-    /// Every item whose key starts with `prefix` (a scan: the table holds a handful).
-    async fn scan_prefix(&self, prefix: &str) -> Result<Vec<Item>, AwsError> {
-        let mut items = Vec::new();
-        let mut pages = self
-            .client
-            .scan()
-            .table_name(&self.table)
-            .filter_expression("begins_with(pk, :prefix)")
-            .expression_attribute_values(":prefix", s(prefix))
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|err| AwsError::from_sdk("Scan", &err))?;
-            items.extend(page.items.unwrap_or_default());
-        }
-        Ok(items)
+/// Every item of `table` whose key starts with `prefix` (a scan: the table holds a handful
+/// of items; the launch journal reads it this way too). Reads are strongly consistent: an
+/// item written a moment ago by another invocation must be seen.
+pub(crate) async fn scan_prefix(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    prefix: &str,
+) -> Result<Vec<Item>, AwsError> {
+    let mut items = Vec::new();
+    let mut pages = client
+        .scan()
+        .table_name(table)
+        .consistent_read(true)
+        .filter_expression("begins_with(pk, :prefix)")
+        .expression_attribute_values(":prefix", s(prefix))
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|err| AwsError::from_sdk("Scan", &err))?;
+        items.extend(page.items.unwrap_or_default());
     }
+    Ok(items)
 }
 
 fn parse_drain(item: &Item) -> Option<PendingDrain> {

@@ -7,7 +7,9 @@
 //!
 //! What survives between invocations of a warm process lives in [`Deps`]: the Jenkins
 //! credentials (read once per cold start), the fleet configuration (reloaded when its SSM
-//! version changes) and the scaler's memory of idle times and fresh launches.
+//! version changes) and the scaler's memory of idle times and fresh launches. Launches are
+//! also kept in the lease's table (the launch journal), which every invocation that takes the
+//! lease reads before it acts: what a cut-off or dead process launched still counts.
 
 pub mod tick;
 
@@ -23,6 +25,7 @@ pub use tick::{MasterEndpoint, Observed, Scaler, TickReport};
 
 use crate::adapters::aws::ec2::{Ec2Fleet, LaunchTemplateRef};
 use crate::adapters::aws::ecs::{EcsMasters, MasterAddress};
+use crate::adapters::aws::launches::DynamoLaunchJournal;
 use crate::adapters::aws::lease::Lease;
 use crate::adapters::aws::secrets::{JenkinsCredentials, jenkins_credentials};
 use crate::adapters::aws::ssm::{SsmParams, SsmSecrets};
@@ -155,7 +158,7 @@ pub struct Deps {
 struct Warm {
     credentials: JenkinsCredentials,
     fleet_version: i64,
-    scaler: Scaler<JenkinsClient, Ec2Fleet, SsmSecrets>,
+    scaler: Scaler<JenkinsClient, Ec2Fleet, SsmSecrets, DynamoLaunchJournal>,
 }
 
 impl Deps {
@@ -203,6 +206,17 @@ pub async fn handle(
         info!("another invocation holds the lease; observing only");
         let report = warm.scaler.observe_only(now_ms()).await;
         return Ok(json!({"acted": false, "plannedLaunches": report.plan.launches.len()}));
+    }
+    if !deps.config.common.dry_run
+        && let Err(err) = warm.scaler.recall_launches(now_ms()).await
+    {
+        // Without the journal an unsettled launch could be repeated past a cap: no acting.
+        // The lease goes back so the next invocation need not wait for it to expire.
+        warn!(error = %err, "cannot read the launch journal; not acting");
+        if let Err(release) = deps.lease.release(&owner).await {
+            warn!(error = %release, "cannot release the lease");
+        }
+        return Err(err.into());
     }
     let mut totals = Totals::default();
     loop {
@@ -274,7 +288,19 @@ async fn prepare(deps: &Deps, warm: Option<Warm>) -> Result<Warm, ScalerError> {
         template,
     );
     let secrets = SsmSecrets::new(aws_sdk_ssm::Client::new(&deps.sdk));
-    let scaler = Scaler::new(Vec::new(), ec2, secrets, fleet, deps.config.common.dry_run);
+    let journal = DynamoLaunchJournal::new(
+        aws_sdk_dynamodb::Client::new(&deps.sdk),
+        &deps.config.lease_table,
+        &deps.config.common.stack,
+    );
+    let scaler = Scaler::new(
+        Vec::new(),
+        ec2,
+        secrets,
+        journal,
+        fleet,
+        deps.config.common.dry_run,
+    );
     Ok(Warm {
         credentials,
         fleet_version: stored.version,

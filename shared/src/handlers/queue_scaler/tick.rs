@@ -4,7 +4,10 @@
 //! [`Scaler`] keeps what must survive between ticks of one process: since when each node has
 //! been idle (Jenkins does not export it: `Computer.getIdleStartMilliseconds` is not
 //! `@Exported`), and the instances launched recently, which DescribeInstances may not list yet.
-//! After a cold start idle times restart from zero, which can only delay a retirement.
+//! After a cold start idle times restart from zero, which can only delay a retirement. Its
+//! launches it also writes down in a [`LaunchJournal`] before sending them, and a new
+//! invocation reads them back ([`Scaler::recall_launches`]) before it acts: a launch whose
+//! process died before it learnt the outcome still counts, and is settled first.
 //!
 //! Acting is careful: a launch tries the plan's candidates in order and moves on only on a
 //! capacity error; a retirement marks the node offline, reads it again and deletes and
@@ -16,17 +19,18 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use tracing::{info, warn};
 
 use crate::adapters::aws::ec2::{AgentInstance, AgentState, LaunchSpec};
+use crate::adapters::aws::launches::LaunchRecord;
 use crate::adapters::aws::ssm::agent_secret_path;
 use crate::adapters::jenkins::NewAgent;
 use crate::domain::fleet::{FleetConfig, LabelTemplate};
 use crate::domain::jenkins::{ComputerSet, Queue};
 use crate::domain::queue_why;
 use crate::domain::scaling::{
-    self, Candidate, Instance, Launch, MasterSnapshot, MasterView, Node, Plan, Registration,
-    Snapshot, WaitingItem, standby_node_name,
+    self, Candidate, Instance, Launch, MasterSnapshot, MasterView, Node, OrphanReason, Plan,
+    Registration, Snapshot, WaitingItem, standby_node_name,
 };
-use crate::error::JenkinsError;
-use crate::ports::{Fleet, Jenkins, Secrets};
+use crate::error::{AwsError, JenkinsError};
+use crate::ports::{Fleet, Jenkins, LaunchJournal, Secrets};
 
 /// How many follow-up tokens a launch tries when EC2 says its token's instance is terminated.
 const TERMINATED_TOKEN_RETRIES: u32 = 5;
@@ -101,18 +105,27 @@ pub struct Observed {
 }
 
 /// The scaler between ticks.
-pub struct Scaler<J, F, S> {
+pub struct Scaler<J, F, S, L> {
     masters: Vec<MasterEndpoint<J>>,
     fleet: F,
     secrets: S,
+    journal: L,
     config: FleetConfig,
     dry_run: bool,
     idle_since: HashMap<(String, String), i64>,
-    launched: HashMap<String, Instance>,
+    /// Instances launched recently, by id, until EC2 lists them.
+    launched: HashMap<String, RecentLaunch>,
     /// Launches whose RunInstances got no clear answer, by token: they may have started an
     /// instance EC2 does not list yet. Each is sent again, same token and candidate, until
     /// EC2 answers (idempotently: with the instance, or by launching it now).
     unresolved: HashMap<String, Unresolved>,
+}
+
+/// A launched instance EC2 may not list yet, and the token its journal record is kept under.
+#[derive(Debug, Clone)]
+struct RecentLaunch {
+    instance: Instance,
+    token: String,
 }
 
 /// A launch whose outcome is unknown.
@@ -122,11 +135,12 @@ struct Unresolved {
     since_ms: i64,
 }
 
-impl<J: Jenkins, F: Fleet, S: Secrets> Scaler<J, F, S> {
+impl<J: Jenkins, F: Fleet, S: Secrets, L: LaunchJournal> Scaler<J, F, S, L> {
     pub fn new(
         masters: Vec<MasterEndpoint<J>>,
         fleet: F,
         secrets: S,
+        journal: L,
         config: FleetConfig,
         dry_run: bool,
     ) -> Self {
@@ -134,12 +148,61 @@ impl<J: Jenkins, F: Fleet, S: Secrets> Scaler<J, F, S> {
             masters,
             fleet,
             secrets,
+            journal,
             config,
             dry_run,
             idle_since: HashMap::new(),
             launched: HashMap::new(),
             unresolved: HashMap::new(),
         }
+    }
+
+    /// Reads the launch journal: what an earlier invocation (this process or another, dead
+    /// or alive) launched and EC2 may not list yet, and the launches whose outcome it never
+    /// learnt. Called by each invocation that takes the lease, before its first tick; the
+    /// journal replaces this process's memory of unsettled launches, since another process
+    /// may have settled them meanwhile. Returns how many launches it holds.
+    pub async fn recall_launches(&mut self, now_ms: i64) -> Result<usize, AwsError> {
+        let records = self.journal.recall().await?;
+        self.unresolved.clear();
+        let mut held = 0;
+        for record in records {
+            let token = record.spec.client_token.clone();
+            if now_ms - record.since_ms >= REMEMBER_LAUNCH_MS {
+                // EC2 lists it by now, or it never launched.
+                if let Err(err) = self.journal.forget(&token).await {
+                    warn!(token = %token, error = %err, "cannot forget an old launch record");
+                }
+                continue;
+            }
+            held += 1;
+            match record.instance_id {
+                Some(id) => {
+                    let instance = Instance {
+                        id: id.clone(),
+                        master: Some(record.spec.master.clone()),
+                        template: Some(record.spec.label.clone()),
+                        subnet_id: Some(record.spec.subnet_id.clone()),
+                        launched_at_ms: record.since_ms,
+                    };
+                    self.launched
+                        .entry(id)
+                        .or_insert(RecentLaunch { instance, token });
+                }
+                None => {
+                    info!(token = %token, master = %record.spec.master, template = %record.spec.label,
+                          "an earlier invocation's launch is unsettled; it is sent again first");
+                    self.unresolved.insert(
+                        token,
+                        Unresolved {
+                            spec: record.spec,
+                            since_ms: record.since_ms,
+                        },
+                    );
+                }
+            }
+        }
+        Ok(held)
     }
 
     /// Replaces the fleet configuration (after its SSM version changed).
@@ -210,11 +273,8 @@ impl<J: Jenkins, F: Fleet, S: Secrets> Scaler<J, F, S> {
             })
             .collect();
         // Launches EC2 does not list yet still count (see the module docs).
-        self.launched.retain(|id, launched| {
-            now_ms - launched.launched_at_ms < REMEMBER_LAUNCH_MS
-                && !agents.iter().any(|agent| &agent.id == id)
-        });
-        instances.extend(self.launched.values().cloned());
+        self.forget_listed_launches(now_ms, agents).await;
+        instances.extend(self.launched.values().map(|l| l.instance.clone()));
         instances.sort_by(|a, b| a.id.cmp(&b.id));
 
         let mut masters = Vec::with_capacity(self.masters.len());
@@ -247,6 +307,29 @@ impl<J: Jenkins, F: Fleet, S: Secrets> Scaler<J, F, S> {
         };
         report.observed = observed(&snapshot, &self.config);
         snapshot
+    }
+
+    /// Forgets the launches EC2 lists now (the plan sees them like any other instance) or
+    /// should list by now, here and in the journal.
+    async fn forget_listed_launches(&mut self, now_ms: i64, agents: &[AgentInstance]) {
+        let done: Vec<String> = self
+            .launched
+            .iter()
+            .filter(|(id, launched)| {
+                now_ms - launched.instance.launched_at_ms >= REMEMBER_LAUNCH_MS
+                    || agents.iter().any(|agent| &agent.id == *id)
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in done {
+            let Some(launched) = self.launched.remove(&id) else {
+                continue;
+            };
+            if let Err(err) = self.journal.forget(&launched.token).await {
+                // Harmless: a later recall finds EC2 listing it, and forgets it then.
+                warn!(instance = %id, error = %err, "cannot forget a launch record");
+            }
+        }
     }
 
     async fn act(&mut self, plan: &Plan, now_ms: i64, report: &mut TickReport) {
@@ -296,15 +379,21 @@ impl<J: Jenkins, F: Fleet, S: Secrets> Scaler<J, F, S> {
         for orphan in &plan.orphan_instances {
             info!(instance = %orphan.instance_id, reason = ?orphan.reason, "removing orphan instance");
             let master = orphan.master.as_deref().and_then(|name| self.master(name));
+            // An agent that was only late may connect between the plan's read and now: it
+            // stays (a replacement would be a second instance for one job).
+            let keep_if_connected = orphan.reason == OrphanReason::NotConnected;
             let node_removed = match master {
-                Some(master) => remove_idle_node(&master.jenkins, &orphan.instance_id).await,
+                Some(master) => {
+                    remove_idle_node(&master.jenkins, &orphan.instance_id, keep_if_connected).await
+                }
                 None => Ok(true), // its master is gone, and the node with it
             };
             match node_removed {
                 Ok(true) => {}
                 Ok(false) => {
-                    // It connected since the plan looked, and took a build: not an orphan.
-                    info!(instance = %orphan.instance_id, "orphan removal cancelled: its agent connected and is busy");
+                    // It connected since the plan looked (and may have taken a build): not an
+                    // orphan.
+                    info!(instance = %orphan.instance_id, "orphan removal cancelled: its agent connected since the plan looked");
                     orphans_still_running += 1;
                     continue;
                 }
@@ -353,18 +442,21 @@ impl<J: Jenkins, F: Fleet, S: Secrets> Scaler<J, F, S> {
             );
             return;
         }
-        self.resolve_unknown_launches(now_ms, report).await;
+        let settled_now = self.resolve_unknown_launches(now_ms, report).await;
         for launch in &plan.launches {
             // The plan cannot see an instance whose launch got no answer while EC2 does not
-            // list it; its token may differ from today's (it derives from the instances the
-            // plan sees), so launching now could start a second one past a cap.
-            if self
-                .unresolved
-                .values()
-                .any(|u| u.spec.master == launch.master && u.spec.label == launch.template)
+            // list it, nor one settled just now; its token may differ from today's (it
+            // derives from the instances the plan sees), so launching now could start a
+            // second one past a cap.
+            let key = (launch.master.clone(), launch.template.clone());
+            if settled_now.contains(&key)
+                || self
+                    .unresolved
+                    .values()
+                    .any(|u| u.spec.master == launch.master && u.spec.label == launch.template)
             {
                 info!(master = %launch.master, template = %launch.template,
-                      "launch waits: an earlier launch of this template got no answer yet");
+                      "launch waits: an earlier launch of this template got no answer until now");
                 continue;
             }
             self.launch(launch, now_ms, report).await;
@@ -375,22 +467,30 @@ impl<J: Jenkins, F: Fleet, S: Secrets> Scaler<J, F, S> {
     /// with the instance it launched the first time, or launches it now; either way the
     /// agent is registered as a launch of this tick would be. One that stays unanswered past
     /// the boot timeout is let go: EC2 lists whatever it started by then, and the plan
-    /// registers it or removes it as an orphan.
-    async fn resolve_unknown_launches(&mut self, now_ms: i64, report: &mut TickReport) {
+    /// registers it or removes it as an orphan. Returns the masters and templates that got an
+    /// instance this way (which this tick's plan did not see).
+    async fn resolve_unknown_launches(
+        &mut self,
+        now_ms: i64,
+        report: &mut TickReport,
+    ) -> HashSet<(String, String)> {
         let boot_timeout_ms = i64::from(self.config.boot_timeout_secs) * 1000;
         let pending: Vec<Unresolved> = self.unresolved.values().cloned().collect();
+        let mut settled = HashSet::new();
         for unresolved in pending {
             let spec = &unresolved.spec;
             if now_ms - unresolved.since_ms > boot_timeout_ms {
                 warn!(token = %spec.client_token, master = %spec.master, template = %spec.label,
                       "a launch stayed unanswered past the boot timeout; the plan takes over");
                 self.unresolved.remove(&spec.client_token);
+                self.forget_launch(&spec.client_token).await;
                 continue;
             }
             match self.fleet.launch(spec).await {
                 Ok(id) => {
                     info!(token = %spec.client_token, instance = %id, "a launch that got no answer is resolved");
                     self.unresolved.remove(&spec.client_token);
+                    settled.insert((spec.master.clone(), spec.label.clone()));
                     self.adopt_launch(spec, &id, unresolved.since_ms, report)
                         .await;
                 }
@@ -406,8 +506,18 @@ impl<J: Jenkins, F: Fleet, S: Secrets> Scaler<J, F, S> {
                     // was refused). The plan launches again if it still needs to.
                     info!(token = %spec.client_token, code = %err.code, "a launch that got no answer launched nothing");
                     self.unresolved.remove(&spec.client_token);
+                    self.forget_launch(&spec.client_token).await;
                 }
             }
+        }
+        settled
+    }
+
+    /// Forgets a settled launch's record. On failure the record stays, and a later
+    /// invocation sends it once more: EC2 answers with its instance or a clear refusal.
+    async fn forget_launch(&self, token: &str) {
+        if let Err(err) = self.journal.forget(token).await {
+            warn!(token = %token, error = %err, "cannot forget a launch record");
         }
     }
 
@@ -421,16 +531,20 @@ impl<J: Jenkins, F: Fleet, S: Secrets> Scaler<J, F, S> {
         let Some(master_url) = self.master(&launch.master).map(|m| m.url.clone()) else {
             return;
         };
-        let (id, spec) = match self.run_instance(launch, &master_url).await {
+        let (id, spec) = match self.run_instance(launch, &master_url, now_ms).await {
             Ok(launched) => launched,
-            Err(LaunchOutcome::LaunchedBefore) => {
+            Err(LaunchOutcome::LaunchedBefore(token)) => {
                 // None of today's candidates is the one it took: it is registered once EC2
                 // lists it (`Plan.unregistered`); launching again would be a duplicate.
-                info!(master = %launch.master, template = %launch.template, token = %launch.client_token,
+                info!(master = %launch.master, template = %launch.template, token = %token,
                       "launched already by an earlier try with another candidate");
+                self.forget_launch(&token).await;
                 return;
             }
-            Err(LaunchOutcome::Failed(message)) => {
+            Err(LaunchOutcome::Failed(token, message)) => {
+                if let Some(token) = token {
+                    self.forget_launch(&token).await;
+                }
                 report.errors.push(message);
                 return;
             }
@@ -452,8 +566,11 @@ impl<J: Jenkins, F: Fleet, S: Secrets> Scaler<J, F, S> {
         self.adopt_launch(&spec, &id, now_ms, report).await;
     }
 
-    /// Remembers a launched instance (EC2 may not list it yet) and registers its node and
-    /// secret; an instance whose node cannot be registered is terminated.
+    /// Remembers a launched instance (EC2 may not list it yet), here and in the journal, and
+    /// registers its node and secret. An instance whose node cannot be registered now is not
+    /// terminated: it may be one an earlier invocation registered and gave a build, and its
+    /// node is still made by the plan's `unregistered` rule next tick, or it is removed as an
+    /// orphan after the boot timeout.
     async fn adopt_launch(
         &mut self,
         spec: &LaunchSpec,
@@ -464,16 +581,30 @@ impl<J: Jenkins, F: Fleet, S: Secrets> Scaler<J, F, S> {
         let Some(template) = self.template(&spec.label).cloned() else {
             return;
         };
+        let instance = Instance {
+            id: id.to_string(),
+            master: Some(spec.master.clone()),
+            template: Some(spec.label.clone()),
+            subnet_id: Some(spec.subnet_id.clone()),
+            launched_at_ms,
+        };
         self.launched.insert(
             id.to_string(),
-            Instance {
-                id: id.to_string(),
-                master: Some(spec.master.clone()),
-                template: Some(spec.label.clone()),
-                subnet_id: Some(spec.subnet_id.clone()),
-                launched_at_ms,
+            RecentLaunch {
+                instance,
+                token: spec.client_token.clone(),
             },
         );
+        let record = LaunchRecord {
+            spec: spec.clone(),
+            since_ms: launched_at_ms,
+            instance_id: Some(id.to_string()),
+        };
+        if let Err(err) = self.journal.record(&record).await {
+            // The record without its instance stays: a later invocation sends the launch
+            // again and EC2 answers with this instance.
+            warn!(instance = %id, error = %err, "cannot complete the launch record");
+        }
         match self
             .register(&spec.master, &template, id, launched_at_ms)
             .await
@@ -483,11 +614,8 @@ impl<J: Jenkins, F: Fleet, S: Secrets> Scaler<J, F, S> {
                 report.launched.push(id.to_string());
             }
             Err(err) => {
-                warn!(instance = %id, error = %err, "cannot register the agent; terminating it");
+                warn!(instance = %id, error = %err, "cannot register the agent yet; the next tick tries again");
                 report.errors.push(err);
-                if let Err(err) = self.remove_instance(id).await {
-                    report.errors.push(err.message);
-                }
             }
         }
     }
@@ -510,6 +638,7 @@ impl<J: Jenkins, F: Fleet, S: Secrets> Scaler<J, F, S> {
         &self,
         launch: &Launch,
         master_url: &str,
+        now_ms: i64,
     ) -> Result<(String, LaunchSpec), LaunchOutcome> {
         let base = &launch.client_token;
         for follow_up in 0..=TERMINATED_TOKEN_RETRIES {
@@ -517,30 +646,51 @@ impl<J: Jenkins, F: Fleet, S: Secrets> Scaler<J, F, S> {
                 0 => base.clone(),
                 n => format!("{base}-r{n}"),
             };
-            match self.run_under_token(launch, master_url, &token).await {
+            match self
+                .run_under_token(launch, master_url, &token, now_ms)
+                .await
+            {
                 TokenOutcome::Launched(id, spec) => return Ok((id, spec)),
                 TokenOutcome::Terminated => {
                     info!(token = %token, "the token's instance is terminated; launching with the next token");
+                    self.forget_launch(&token).await;
                 }
                 TokenOutcome::Other(outcome) => return Err(outcome),
             }
         }
-        Err(LaunchOutcome::Failed(format!(
-            "{} on {}: every token of this launch ({base} and {TERMINATED_TOKEN_RETRIES} follow-ups) names a terminated instance",
-            launch.template, launch.master
-        )))
+        Err(LaunchOutcome::Failed(
+            None,
+            format!(
+                "{} on {}: every token of this launch ({base} and {TERMINATED_TOKEN_RETRIES} follow-ups) names a terminated instance",
+                launch.template, launch.master
+            ),
+        ))
     }
 
-    /// Every candidate under one token, in order.
+    /// Every candidate under one token, in order, each written down before it is sent.
     async fn run_under_token(
         &self,
         launch: &Launch,
         master_url: &str,
         token: &str,
+        now_ms: i64,
     ) -> TokenOutcome {
         let mut launched_before = false;
         for candidate in launch.candidates.iter() {
             let spec = launch_spec(launch, master_url, candidate, token);
+            let record = LaunchRecord {
+                spec: spec.clone(),
+                since_ms: now_ms,
+                instance_id: None,
+            };
+            if let Err(err) = self.journal.record(&record).await {
+                // Unrecorded, a launch whose answer is lost could be repeated past a cap by
+                // a new invocation: it waits for the next tick instead.
+                return TokenOutcome::Other(LaunchOutcome::Failed(
+                    Some(token.to_string()),
+                    format!("the launch could not be written down: {err}"),
+                ));
+            }
             match self.fleet.launch(&spec).await {
                 Ok(id) => return TokenOutcome::Launched(id, spec),
                 Err(err) if err.code == "IdempotentInstanceTerminated" => {
@@ -559,16 +709,24 @@ impl<J: Jenkins, F: Fleet, S: Secrets> Scaler<J, F, S> {
                 Err(err) if OUTCOME_UNKNOWN.contains(&err.code.as_str()) => {
                     return TokenOutcome::Other(LaunchOutcome::Unknown(spec, err.to_string()));
                 }
-                Err(err) => return TokenOutcome::Other(LaunchOutcome::Failed(err.to_string())),
+                Err(err) => {
+                    return TokenOutcome::Other(LaunchOutcome::Failed(
+                        Some(token.to_string()),
+                        err.to_string(),
+                    ));
+                }
             }
         }
         TokenOutcome::Other(if launched_before {
-            LaunchOutcome::LaunchedBefore
+            LaunchOutcome::LaunchedBefore(token.to_string())
         } else {
-            LaunchOutcome::Failed(format!(
-                "no capacity for {} on {} in any candidate",
-                launch.template, launch.master
-            ))
+            LaunchOutcome::Failed(
+                Some(token.to_string()),
+                format!(
+                    "no capacity for {} on {} in any candidate",
+                    launch.template, launch.master
+                ),
+            )
         })
     }
 
@@ -662,7 +820,7 @@ impl<J: Jenkins, F: Fleet, S: Secrets> Scaler<J, F, S> {
 
     /// Terminates an instance (only if it carries the stack's tag) and deletes its secret.
     async fn remove_instance(&mut self, id: &str) -> Result<(), RemovalError> {
-        self.launched.remove(id);
+        let recent = self.launched.remove(id);
         self.fleet
             .terminate(&[id.to_string()])
             .await
@@ -670,6 +828,9 @@ impl<J: Jenkins, F: Fleet, S: Secrets> Scaler<J, F, S> {
                 still_running: true,
                 message: e.to_string(),
             })?;
+        if let Some(recent) = recent {
+            self.forget_launch(&recent.token).await;
+        }
         self.secrets
             .delete_secret(&self.secret_path(id))
             .await
@@ -692,11 +853,12 @@ impl<J: Jenkins, F: Fleet, S: Secrets> Scaler<J, F, S> {
     }
 }
 
-/// Why a launch started no instance this tick.
+/// Why a launch started no instance this tick; each names the token whose record is now
+/// settled, if any.
 enum LaunchOutcome {
     /// An earlier try of it took a candidate that is not among today's.
-    LaunchedBefore,
-    Failed(String),
+    LaunchedBefore(String),
+    Failed(Option<String>, String),
     /// This RunInstances got no clear answer: it may have launched.
     Unknown(LaunchSpec, String),
 }
@@ -801,12 +963,20 @@ async fn read_master<J: Jenkins>(jenkins: &J) -> Result<(Queue, ComputerSet), Je
 
 /// Deletes a node unless it is busy, closing the race with a build that starts meanwhile the
 /// way a retirement does: offline first (Jenkins then assigns it nothing), read it again, and
-/// delete it only if it is still idle; a busy one is put back online. `Ok(false)`: kept.
-async fn remove_idle_node<J: Jenkins>(jenkins: &J, node: &str) -> Result<bool, JenkinsError> {
+/// delete it only if it is still idle; a busy one is put back online. With
+/// `keep_if_connected`, a node that is connected now is kept too. `Ok(false)`: kept.
+async fn remove_idle_node<J: Jenkins>(
+    jenkins: &J,
+    node: &str,
+    keep_if_connected: bool,
+) -> Result<bool, JenkinsError> {
     let find = |set: ComputerSet| set.computer.into_iter().find(|c| c.display_name == node);
     let Some(computer) = find(jenkins.computers().await?) else {
         return Ok(true); // gone already
     };
+    if keep_if_connected && !computer.offline {
+        return Ok(false);
+    }
     // Offline already (by an operator, a retirement or a Spot warning): toggling would bring
     // it back online.
     let took_offline = !computer.temporarily_offline;
@@ -939,6 +1109,53 @@ mod tests {
             clocks.keys().collect::<Vec<_>>(),
             vec![&("other".to_string(), "i-0000000c".to_string())],
             "another master's clocks stay; this master's gone and busy nodes have none"
+        );
+    }
+
+    /// A Jenkins whose node list is fixed, recording the calls that change it.
+    struct FixedNodes {
+        set: ComputerSet,
+        calls: std::sync::Mutex<Vec<String>>,
+    }
+
+    impl Jenkins for FixedNodes {
+        async fn queue(&self) -> Result<Queue, JenkinsError> {
+            Ok(Queue { items: Vec::new() })
+        }
+        async fn computers(&self) -> Result<ComputerSet, JenkinsError> {
+            Ok(self.set.clone())
+        }
+        async fn create_inbound_agent(&self, _: &NewAgent<'_>) -> Result<(), JenkinsError> {
+            unreachable!("not used by node removal")
+        }
+        async fn agent_secret(&self, _: &str) -> Result<String, JenkinsError> {
+            unreachable!("not used by node removal")
+        }
+        async fn toggle_offline(&self, node: &str, _: &str) -> Result<(), JenkinsError> {
+            self.calls.lock().unwrap().push(format!("offline {node}"));
+            Ok(())
+        }
+        async fn delete_node(&self, node: &str) -> Result<(), JenkinsError> {
+            self.calls.lock().unwrap().push(format!("delete {node}"));
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_late_agent_connected_by_removal_time_is_kept_only_when_asked() {
+        let jenkins = FixedNodes {
+            set: computers(vec![computer("i-0000000a", true)]),
+            calls: Default::default(),
+        };
+        let kept = remove_idle_node(&jenkins, "i-0000000a", true).await;
+        assert!(!kept.unwrap(), "kept");
+        assert!(jenkins.calls.lock().unwrap().is_empty());
+        // Removed for another reason (its master or template is gone), it goes.
+        let removed = remove_idle_node(&jenkins, "i-0000000a", false).await;
+        assert!(removed.unwrap(), "removed");
+        assert_eq!(
+            *jenkins.calls.lock().unwrap(),
+            vec!["offline i-0000000a", "delete i-0000000a"]
         );
     }
 }
