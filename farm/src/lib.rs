@@ -8,6 +8,7 @@
 //!   injected AWS faults (throttling, 5xx, no capacity, lost answers).
 //! - [`booter`]: "boots" EC2 instances launched into moto by following their user data and
 //!   connecting them to their master as inbound agents.
+//! - [`front`]: the masters' load balancer, routing by host name as the stack's ALB does.
 //! - [`demo`]: the `make demo` driver.
 //! - [`simulate`]: the policy simulator of `make bench`.
 //! - [`deploy`]: `make deploy-local`, infra/template.yaml deployed into moto.
@@ -21,6 +22,7 @@ pub mod demo;
 pub mod deploy;
 pub mod events;
 pub mod footprint;
+pub mod front;
 pub mod jenkins;
 pub mod lambda;
 pub mod moto;

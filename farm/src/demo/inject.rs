@@ -17,6 +17,7 @@ use super::observe::Seen;
 use super::trace::TraceJob;
 use crate::aws_proxy::{AwsFault, AwsProxy, FaultRule};
 use crate::events::{self, EventBus, TaskStop};
+use crate::front::Front;
 use crate::jenkins::{Budget, Fault, RunningSim, SimConfig, SimStats, Simulator};
 use crate::lambda::{Invocation, LambdaFarm};
 use crate::moto::REGION;
@@ -38,6 +39,8 @@ pub struct FarmHandles<'a> {
     pub ec2: &'a aws_sdk_ec2::Client,
     pub fleet: &'a Ec2Fleet,
     pub proxy: &'a AwsProxy,
+    /// The masters' load balancer: a killed master's target is taken out until it is back.
+    pub front: &'a Front,
     pub sims: &'a mut [Option<RunningSim>],
     pub masters: &'a [&'static str],
     pub seen: &'a Seen,
@@ -243,6 +246,8 @@ impl Injector {
 
         let addr = running.addr();
         let sim = running.sim().clone();
+        // ECS deregisters the stopped task from its target group: the ALB answers 503.
+        farm.front.deregister(&super::master_host(name));
         // Stop listening first, then cut the agents, so they cannot reconnect to the dying
         // master; the graceful shutdown ends once their connections are closed.
         let stopping = tokio::spawn(running.shutdown());
@@ -322,6 +327,7 @@ impl Injector {
         for job in &deferred {
             super::submit(&sim, job, self.speed);
         }
+        farm.front.register(&super::master_host(&name), &sim.url());
         farm.sims[KILLED] = Some(sim);
         self.down = None;
         self.close(FaultKind::MasterKilled, now_s);

@@ -1,7 +1,8 @@
 //! `make demo`: the whole local farm against a job trace, with faults midway, live progress,
 //! a summary and a timeline.
 //!
-//! moto stands in for AWS, two Jenkins simulators for the masters, the booter for the agents'
+//! moto stands in for AWS, two Jenkins simulators for the masters behind one load balancer
+//! that routes by name as the stack's ALB does ([`crate::front`]), the booter for the agents'
 //! boot; the agents' launch template carries the real user data from `infra/agent/`. The real
 //! queue-scaler binary runs under `cargo lambda watch` and the farm invokes it every minute with
 //! the EventBridge schedule event, as AWS would; it reaches moto through the farm's AWS proxy,
@@ -33,6 +34,7 @@ use serde::Serialize;
 
 use crate::aws_proxy::AwsProxy;
 use crate::booter::{Booter, BooterConfig};
+use crate::front::{Front, FrontStats};
 use crate::jenkins::{JobKind, RunningSim, SimConfig, SimStats, Simulator};
 use crate::lambda::{FunctionSpec, Invocation, LambdaFarm};
 use crate::moto::MotoServer;
@@ -49,6 +51,10 @@ use trace::TraceJob;
 const STACK: &str = "longshore-demo";
 /// The simulated masters.
 const MASTERS: [&str; 2] = ["master-a", "master-b"];
+/// The stack's `DomainName`: each master answers at `<master>.<domain>` through the front.
+/// Names under `localhost` resolve to this machine in browsers (RFC 6761), so the URLs the
+/// demo prints open as they are.
+const DOMAIN: &str = "longshore-demo.localhost";
 /// How often the progress redraws (wall time).
 const TICK: Duration = Duration::from_secs(1);
 /// EventBridge's schedule, `rate(1 minute)` (trace time, compressed like the rest).
@@ -171,6 +177,8 @@ pub struct DemoReport {
     pub secrets_in_logs: Vec<String>,
     /// How many secrets were looked for: the API token and every agent secret handed out.
     pub secrets_looked_for: usize,
+    /// What the masters' load balancer answered (the demo's observer reads through it).
+    pub load_balancer: FrontStats,
     pub faults: Vec<FaultRecord>,
     pub wall_s: f64,
 }
@@ -195,6 +203,8 @@ struct Farm {
     sdk: aws_config::SdkConfig,
     proxy: AwsProxy,
     sims: Vec<Option<RunningSim>>,
+    /// Both masters behind one listener, by name.
+    front: Front,
     lambdas: Arc<LambdaFarm>,
     fleet: Ec2Fleet,
     config: FleetConfig,
@@ -210,13 +220,15 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport, DemoError> {
     let speed = options.speed.max(0.01);
     println!("longshore demo: starting moto, the AWS proxy, two Jenkins masters, the Lambdas…");
     let mut farm = start_farm(&options).await?;
-    let http = JenkinsClient::http_client();
-    let clients: Vec<JenkinsClient> = farm
-        .sims
-        .iter()
-        .flatten()
-        .map(|sim| JenkinsClient::new(http.clone(), &sim.url(), "admin", &farm.token))
-        .collect();
+    let clients = clients_through_front(&farm.front, &farm.token)?;
+    println!(
+        "masters behind one load balancer: {}",
+        MASTERS
+            .iter()
+            .map(|m| farm.front.url_of(&master_host(m)))
+            .collect::<Vec<_>>()
+            .join("  ")
+    );
     let mut booter_config = BooterConfig::new(STACK);
     booter_config.boot_delay = wall(Duration::from_secs(options.boot_delay_secs), speed);
     booter_config.poll_interval = Duration::from_millis(500);
@@ -268,6 +280,7 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport, DemoError> {
             let Some(step) = steps.pop() else { break };
             let handles = FarmHandles {
                 lambdas: &farm.lambdas,
+                front: &farm.front,
                 ec2: &ec2,
                 fleet: &farm.fleet,
                 proxy: &farm.proxy,
@@ -325,6 +338,7 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport, DemoError> {
         .copied()
         .unwrap_or(0);
     report.orphan_secrets = secrets;
+    report.load_balancer = farm.front.stats();
     report.orphans_left = report.orphan_instances + report.orphan_nodes + report.orphan_secrets;
     report.errors = ErrorCounts {
         observer_unreadable: unreadable + seen.unreadable,
@@ -526,6 +540,12 @@ async fn start_farm(options: &DemoOptions) -> Result<Farm, DemoError> {
             Simulator::start(config, "127.0.0.1:0".parse().map_err(setup)?).await?,
         ));
     }
+    let front = Front::start()
+        .await
+        .map_err(|e| setup(format!("the masters' load balancer: {e}")))?;
+    for (name, sim) in MASTERS.iter().zip(sims.iter().flatten()) {
+        front.register(&master_host(name), &sim.url());
+    }
     let speed = options.speed.max(0.01);
     // The fleet configuration counts whole seconds: at least one.
     let whole_secs = |trace: Duration| Duration::from_secs(wall(trace, speed).as_secs().max(1));
@@ -544,12 +564,37 @@ async fn start_farm(options: &DemoOptions) -> Result<Farm, DemoError> {
         sdk,
         proxy,
         sims,
+        front,
         lambdas: Arc::new(lambdas),
         fleet,
         config,
         subnets,
         token,
     })
+}
+
+/// A master's name behind the front, as the stack's DNS record and ALB rule name it.
+pub fn master_host(master: &str) -> String {
+    format!("{master}.{DOMAIN}")
+}
+
+/// The observer's Jenkins clients: each master by its name, which resolves to the front, as
+/// people reach the stack's masters through the ALB.
+fn clients_through_front(front: &Front, token: &str) -> Result<Vec<JenkinsClient>, DemoError> {
+    let http = MASTERS
+        .iter()
+        .fold(JenkinsClient::http_client_builder(), |builder, master| {
+            builder.resolve(&master_host(master), front.addr())
+        })
+        .build()
+        .map_err(setup)?;
+    Ok(MASTERS
+        .iter()
+        .map(|master| {
+            let url = front.url_of(&master_host(master));
+            JenkinsClient::new(http.clone(), &url, "admin", token)
+        })
+        .collect())
 }
 
 /// Puts into moto what the stack and config-resolver would hold for the Lambdas, and starts

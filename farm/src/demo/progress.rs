@@ -194,6 +194,15 @@ pub fn print_summary(report: &DemoReport) {
             "errors: observer reads failed",
             e.observer_unreadable.to_string(),
         ),
+        (
+            "load balancer: forwarded / 503 / 502",
+            format!(
+                "{} / {} / {}",
+                report.load_balancer.forwarded,
+                report.load_balancer.no_target,
+                report.load_balancer.target_failed
+            ),
+        ),
         ("wall time", format!("{:.1} s", report.wall_s)),
     ];
     println!();

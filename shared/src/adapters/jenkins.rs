@@ -67,12 +67,18 @@ impl JenkinsClient {
 
     /// An HTTP client suited to Jenkins calls (timeouts, no redirects followed silently).
     pub fn http_client() -> reqwest::Client {
+        Self::http_client_builder()
+            .build()
+            .unwrap_or_else(|_| reqwest::Client::new()) // safe: the builder only fails on TLS backend setup; the default client then reports the same error on first use
+    }
+
+    /// The settings of [`JenkinsClient::http_client`], for a caller that adds its own (the
+    /// farm's demo resolves the masters' names to its load balancer).
+    pub fn http_client_builder() -> reqwest::ClientBuilder {
         reqwest::Client::builder()
             .timeout(REQUEST_TIMEOUT)
             .connect_timeout(REQUEST_TIMEOUT)
             .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap_or_else(|_| reqwest::Client::new()) // safe: the builder only fails on TLS backend setup; the default client then reports the same error on first use
     }
 
     pub fn base_url(&self) -> &str {
