@@ -615,6 +615,61 @@ async fn orphans_of_each_kind_are_gone_within_two_ticks() {
     farm.shutdown().await;
 }
 
+/// Found by deploying `infra/template.yaml` in `make demo`: the stack's master hosts carry the
+/// stack's tag too (their Auto Scaling group propagates it), so the scaler listed them with
+/// its agents, found neither master nor label on them and, past the boot timeout, terminated
+/// them as untagged orphans: both hosts of the Jenkins masters, again and again. Agents now
+/// carry `longshore:role=agent`, the scaler and recovery list and terminate only those, and
+/// the template's IAM conditions say the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_master_host_of_the_stack_is_never_taken_for_an_agent() {
+    let mut farm = Farm::start(|config| config.boot_timeout_secs = 1).await;
+    farm.booter.take().unwrap().shutdown().await;
+    let host_tags = aws_sdk_ec2::types::TagSpecification::builder()
+        .resource_type(aws_sdk_ec2::types::ResourceType::Instance)
+        .tags(ec2_tag(tags::STACK, STACK))
+        .tags(ec2_tag(tags::ROLE, "master-host"))
+        .build();
+    let host = farm
+        .ec2
+        .run_instances()
+        .image_id("ami-12c6146b")
+        .min_count(1)
+        .max_count(1)
+        .tag_specifications(host_tags)
+        .send()
+        .await
+        .expect("RunInstances")
+        .instances()[0]
+        .instance_id()
+        .unwrap()
+        .to_string();
+    tokio::time::sleep(Duration::from_millis(1_100)).await; // past the boot timeout
+    let mut scaler = farm.scaler();
+    for _ in 0..2 {
+        let report = scaler.tick(now_ms()).await;
+        assert!(report.orphans_removed.is_empty(), "{report:?}");
+    }
+    assert!(farm.fleet.agents().await.unwrap().is_empty());
+    assert!(
+        farm.fleet
+            .terminate(std::slice::from_ref(&host))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let live = farm.live_instances().await;
+    assert_eq!(live.len(), 1, "the master host runs on");
+    farm.shutdown().await;
+}
+
+fn ec2_tag(key: &str, value: &str) -> aws_sdk_ec2::types::Tag {
+    aws_sdk_ec2::types::Tag::builder()
+        .key(key)
+        .value(value)
+        .build()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_masters_and_two_labels_do_not_mix_and_a_second_tick_does_not_launch_twice() {
     let farm = Farm::start(|_| {}).await;

@@ -102,10 +102,14 @@ fn iam_is_least_privilege() {
                 );
             }
         }
+        // The stack's tag and the agent role: the master hosts carry the stack's tag too.
         let tag_condition = |s: &Value| {
             let c = &s["Condition"]["StringEquals"];
-            c["aws:ResourceTag/longshore:stack"] == json!({"Ref": "AWS::StackName"})
-                || c["aws:RequestTag/longshore:stack"] == json!({"Ref": "AWS::StackName"})
+            let stack = json!({"Ref": "AWS::StackName"});
+            (c["aws:ResourceTag/longshore:stack"] == stack
+                && c["aws:ResourceTag/longshore:role"] == "agent")
+                || (c["aws:RequestTag/longshore:stack"] == stack
+                    && c["aws:RequestTag/longshore:role"] == "agent")
         };
         if actions
             .iter()
@@ -113,7 +117,7 @@ fn iam_is_least_privilege() {
         {
             assert!(
                 tag_condition(s),
-                "{role}: {actions:?} without the longshore:stack tag condition"
+                "{role}: {actions:?} without the longshore:stack and longshore:role=agent tag condition"
             );
         }
         if actions.iter().any(|a| a == "iam:PassRole") {

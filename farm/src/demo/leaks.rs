@@ -25,16 +25,16 @@ pub fn leaks(logs: &[(&str, &str)], secrets: &[Secret<'_>]) -> Vec<String> {
     found
 }
 
-/// A fresh API token (32 hex digits) for the run's masters.
-pub fn fresh_token() -> String {
-    use rand::Rng;
-    let bytes: [u8; 16] = rand::rng().random();
-    hex::encode(bytes)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A token like the admin secret's (32 characters).
+    fn fresh_token() -> String {
+        use rand::Rng;
+        let bytes: [u8; 16] = rand::rng().random();
+        hex::encode(bytes)
+    }
 
     #[test]
     fn a_planted_secret_is_found_and_named_without_its_value() {

@@ -16,9 +16,14 @@ pub const LAUNCH_IAM_ACTIONS: &[&str] = &["ec2:RunInstances", "ec2:CreateTags"];
 pub const WATCH_IAM_ACTIONS: &[&str] = &["ec2:DescribeInstances", "ec2:TerminateInstances"];
 
 /// Tag keys longshore puts on every agent instance. The agent reads `MASTER_URL` through
-/// instance metadata tags at boot; the scaler and recovery find their instances by `STACK`.
+/// instance metadata tags at boot; the scaler and recovery find their instances by `STACK` and
+/// `ROLE`: the stack's master hosts carry `STACK` too (with `ROLE` `master-host`), and must
+/// never be taken for agents.
 pub mod tags {
     pub const STACK: &str = "longshore:stack";
+    pub const ROLE: &str = "longshore:role";
+    /// `ROLE`'s value on agents (and their volumes).
+    pub const AGENT_ROLE: &str = "agent";
     pub const MASTER: &str = "longshore:master";
     pub const MASTER_URL: &str = "longshore:master-url";
     pub const LABEL: &str = "longshore:label";
@@ -95,6 +100,7 @@ impl Ec2Fleet {
         let volume_tags = TagSpecification::builder()
             .resource_type(ResourceType::Volume)
             .tags(tag(tags::STACK, &self.stack))
+            .tags(tag(tags::ROLE, tags::AGENT_ROLE))
             .build();
         let market = spec.spot.then(|| {
             InstanceMarketOptionsRequest::builder()
@@ -136,7 +142,8 @@ impl Ec2Fleet {
             .ok_or_else(|| AwsError::missing("RunInstances", "instance ID"))
     }
 
-    /// Every instance carrying the stack's tag, in any state but terminated long ago.
+    /// Every agent instance of the stack (its tag, and the agent role: not a master host), in
+    /// any state but terminated long ago.
     pub async fn agents(&self) -> Result<Vec<AgentInstance>, AwsError> {
         let mut agents = Vec::new();
         let mut pages = self
@@ -146,6 +153,12 @@ impl Ec2Fleet {
                 Filter::builder()
                     .name(format!("tag:{}", tags::STACK))
                     .values(&self.stack)
+                    .build(),
+            )
+            .filters(
+                Filter::builder()
+                    .name(format!("tag:{}", tags::ROLE))
+                    .values(tags::AGENT_ROLE)
                     .build(),
             )
             .into_paginator()
@@ -159,8 +172,9 @@ impl Ec2Fleet {
         Ok(agents)
     }
 
-    /// Terminates the given instances, but only those that carry the stack's tag: the check is
-    /// made here, against EC2's own answer, not against what the caller believes.
+    /// Terminates the given instances, but only agents of the stack (its tag and the agent
+    /// role): the check is made here, against EC2's own answer, not against what the caller
+    /// believes.
     pub async fn terminate(&self, ids: &[String]) -> Result<Vec<String>, AwsError> {
         if ids.is_empty() {
             return Ok(Vec::new());
@@ -187,6 +201,7 @@ impl Ec2Fleet {
     fn agent_tags(&self, spec: &LaunchSpec) -> Vec<Tag> {
         vec![
             tag(tags::STACK, &self.stack),
+            tag(tags::ROLE, tags::AGENT_ROLE),
             tag(tags::MASTER, &spec.master),
             tag(tags::MASTER_URL, &spec.master_url),
             tag(tags::LABEL, &spec.label),
