@@ -392,6 +392,43 @@ async fn a_launch_with_lost_answers_still_holds_its_place_under_the_cap() {
     assert_eq!(live.len(), 1, "max_agents is 1: {live:?}");
 }
 
+/// Seed 442 of `make chaos RUNS=1000 SEED=1` (with the launch journal): a launch without an
+/// answer holds its template's place on its master (its launches wait), but the plan did not
+/// count it against the stack-wide `max_agents`. When its job no longer asked for it (here
+/// cancelled; in the chaos run, most likely its master unreadable that tick), the plan gave
+/// its place to another template, and once EC2 answered, 6 instances ran under a cap of 5.
+/// Each launch of unknown outcome now reserves a place under `max_agents` until it is settled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_launch_without_an_answer_reserves_its_place_under_the_stack_cap() {
+    let mut farm = OneMaster::start("reserved-cap").await;
+    farm.config.max_agents = 2;
+    let mut scaler = farm.invocation().await;
+    scaler.tick(now_ms()).await; // the standby nodes
+    farm.proxy.hide_new_instances_for(Duration::from_secs(30));
+    farm.proxy
+        .add_rule(FaultRule::on("RunInstances", AwsFault::LoseResponse).times(1));
+    farm.submit("job-0", "docker");
+    let first = scaler.tick(now_ms()).await;
+    assert!(first.launched.is_empty(), "its answer was lost: {first:?}");
+    // The job is cancelled; two jobs of the other template are planned while the first
+    // launch has no answer.
+    let item = first.plan.launches[0].for_items[0];
+    let cancelled = reqwest::Client::new()
+        .post(format!("{}queue/cancelItem?id={item}", farm.sim.url()))
+        .basic_auth("admin", Some("admin"))
+        .send()
+        .await
+        .expect("cancelItem");
+    assert!(cancelled.status().is_success(), "{cancelled:?}");
+    farm.submit("job-1", "docker-large");
+    farm.submit("job-2", "docker-large");
+    for _ in 0..3 {
+        scaler.tick(now_ms()).await;
+    }
+    let live = longshore_tests::live_instances(&farm.moto_ec2, "reserved-cap").await;
+    assert_eq!(live.len(), 2, "max_agents is 2: {live:?}");
+}
+
 /// The cap overshoot of seed 14 (`make chaos RUNS=1000`, under load): the plan counts an orphan
 /// instance as gone and launches in its place in the same tick; when the orphan's termination
 /// fails, both run. Launches now wait for the next tick when an orphan is still running.

@@ -242,7 +242,7 @@ impl<J: Jenkins, F: Fleet, S: Secrets, L: LaunchJournal> Scaler<J, F, S, L> {
             }
         };
         let snapshot = self.observe(now_ms, &agents, &mut report).await;
-        let plan = scaling::plan(&snapshot, &self.config);
+        let plan = scaling::plan(&snapshot, &self.planning_config());
         for ignored in &plan.ignored {
             warn!(master = %ignored.master, item = ignored.item, reason = %ignored.reason, "queue item not counted");
         }
@@ -307,6 +307,20 @@ impl<J: Jenkins, F: Fleet, S: Secrets, L: LaunchJournal> Scaler<J, F, S, L> {
         };
         report.observed = observed(&snapshot, &self.config);
         snapshot
+    }
+
+    /// The fleet configuration the plan works with. Each launch whose outcome is unknown may
+    /// have started an instance the plan cannot see: its template waits on its master (see
+    /// `act`), and it keeps a place under `max_agents` until it is settled, so that no other
+    /// template takes that place (chaos seed 442: 6 instances under a cap of 5).
+    fn planning_config(&self) -> std::borrow::Cow<'_, FleetConfig> {
+        if self.unresolved.is_empty() {
+            return std::borrow::Cow::Borrowed(&self.config);
+        }
+        let mut config = self.config.clone();
+        let reserved = u32::try_from(self.unresolved.len()).unwrap_or(u32::MAX);
+        config.max_agents = config.max_agents.saturating_sub(reserved);
+        std::borrow::Cow::Owned(config)
     }
 
     /// Forgets the launches EC2 lists now (the plan sees them like any other instance) or
