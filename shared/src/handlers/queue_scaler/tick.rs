@@ -1172,4 +1172,107 @@ mod tests {
             vec!["offline i-0000000a", "delete i-0000000a"]
         );
     }
+
+    /// A journal in memory, recording what is forgotten.
+    #[derive(Default)]
+    struct MemoryJournal {
+        records: std::sync::Mutex<Vec<LaunchRecord>>,
+        forgotten: std::sync::Mutex<Vec<String>>,
+    }
+
+    impl LaunchJournal for &MemoryJournal {
+        async fn record(&self, record: &LaunchRecord) -> Result<(), AwsError> {
+            self.records.lock().unwrap().push(record.clone());
+            Ok(())
+        }
+        async fn forget(&self, token: &str) -> Result<(), AwsError> {
+            self.forgotten.lock().unwrap().push(token.to_string());
+            Ok(())
+        }
+        async fn recall(&self) -> Result<Vec<LaunchRecord>, AwsError> {
+            Ok(self.records.lock().unwrap().clone())
+        }
+    }
+
+    /// Neither EC2 nor secrets are called when the journal is read.
+    struct Untouched;
+
+    impl Fleet for Untouched {
+        async fn launch(&self, _: &LaunchSpec) -> Result<String, AwsError> {
+            unreachable!("recalling launches sends none")
+        }
+        async fn agents(&self) -> Result<Vec<AgentInstance>, AwsError> {
+            unreachable!("recalling launches lists nothing")
+        }
+        async fn terminate(&self, _: &[String]) -> Result<Vec<String>, AwsError> {
+            unreachable!("recalling launches terminates nothing")
+        }
+    }
+
+    impl Secrets for Untouched {
+        async fn put_secret(&self, _: &str, _: &str) -> Result<(), AwsError> {
+            unreachable!()
+        }
+        async fn delete_secret(&self, _: &str) -> Result<(), AwsError> {
+            unreachable!()
+        }
+    }
+
+    #[tokio::test]
+    async fn recalled_launches_count_old_ones_are_forgotten_and_the_journal_wins() {
+        let record = |token: &str, since_ms: i64, instance: Option<&str>| LaunchRecord {
+            spec: LaunchSpec {
+                master: "master-a".to_string(),
+                master_url: "http://10.0.0.5:8080/".to_string(),
+                label: "docker".to_string(),
+                instance_type: "c6i.large".to_string(),
+                subnet_id: "subnet-1".to_string(),
+                spot: false,
+                client_token: token.to_string(),
+            },
+            since_ms,
+            instance_id: instance.map(str::to_string),
+        };
+        let now = 10 * REMEMBER_LAUNCH_MS;
+        let journal = MemoryJournal::default();
+        journal.records.lock().unwrap().extend([
+            record("ls-launched", now - 1_000, Some("i-0000000a")),
+            record("ls-unanswered", now - 2_000, None),
+            record("ls-old", now - REMEMBER_LAUNCH_MS, None),
+        ]);
+        let config = FleetConfig {
+            schema: crate::domain::fleet::FLEET_CONFIG_SCHEMA,
+            stack: "ci".to_string(),
+            launch_template: crate::domain::fleet::LaunchTemplate {
+                id: "lt-1".to_string(),
+                version: "$Latest".to_string(),
+            },
+            max_agents: 4,
+            boot_timeout_secs: 60,
+            masters: vec!["master-a".to_string()],
+            labels: Vec::new(),
+        };
+        let mut scaler: Scaler<FixedNodes, Untouched, Untouched, &MemoryJournal> =
+            Scaler::new(Vec::new(), Untouched, Untouched, &journal, config, false);
+        // What this process remembered of an unanswered launch another process settled since.
+        scaler.unresolved.insert(
+            "ls-settled-elsewhere".to_string(),
+            Unresolved {
+                spec: record("ls-settled-elsewhere", now, None).spec,
+                since_ms: now,
+            },
+        );
+        assert_eq!(scaler.recall_launches(now).await.unwrap(), 2);
+        assert_eq!(*journal.forgotten.lock().unwrap(), vec!["ls-old"]);
+        assert_eq!(
+            scaler.launched["i-0000000a"].instance.launched_at_ms,
+            now - 1_000
+        );
+        assert_eq!(
+            scaler.unresolved.keys().collect::<Vec<_>>(),
+            vec!["ls-unanswered"]
+        );
+        // Each unanswered launch keeps a place under the stack's cap.
+        assert_eq!(scaler.planning_config().max_agents, 3);
+    }
 }
