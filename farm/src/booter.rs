@@ -31,6 +31,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tracing::Instrument as _;
 
 use aws_config::SdkConfig;
 use aws_sdk_ec2::error::ProvideErrorMetadata;
@@ -322,7 +323,8 @@ impl Booter {
     pub fn spawn(self) -> BooterHandle {
         let (shutdown, shutdown_rx) = watch::channel(false);
         let shared = Arc::clone(&self.ctx.shared);
-        let task = tokio::spawn(watch_loop(self.ctx, shutdown_rx));
+        // In the caller's span: a chaos run keeps its agents' lines in its own log.
+        let task = tokio::spawn(watch_loop(self.ctx, shutdown_rx).in_current_span());
         BooterHandle {
             shared,
             shutdown,
@@ -416,7 +418,7 @@ async fn watch_loop(ctx: Arc<Ctx>, mut shutdown: watch::Receiver<bool>) {
                 live.insert(id.clone(), stop);
                 ctx.shared.set(&id, AgentState::Booting);
                 debug!(instance_id = %id, "new instance; booting");
-                tasks.spawn(run_agent(Arc::clone(&ctx), id, stop_rx));
+                tasks.spawn(run_agent(Arc::clone(&ctx), id, stop_rx).in_current_span());
             }
         }
         live.retain(|id, stop| {

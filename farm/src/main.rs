@@ -51,8 +51,13 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    longshore::telemetry::init_text();
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Chaos(_)) {
+        // The same text output, and each run's own log for the failing ones.
+        longshore_farm::chaos::logs::install();
+    } else {
+        longshore::telemetry::init_text();
+    }
     match cli.command {
         Command::Jenkins {
             port,

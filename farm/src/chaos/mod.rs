@@ -15,6 +15,7 @@
 pub mod check;
 pub mod custom_resource;
 pub mod events;
+pub mod logs;
 pub mod run;
 pub mod scenario;
 
@@ -39,9 +40,12 @@ pub struct ChaosOptions {
     /// them and go one after the other).
     #[arg(long, env = "JOBS", default_value_t = 1)]
     pub jobs: usize,
-    /// Where summary.json goes.
+    /// Where summary.json goes, and the failing runs' logs (`seed-<N>.log`).
     #[arg(long, default_value = "out/chaos")]
     pub out: PathBuf,
+    /// Write every run's log, not only the failing runs'.
+    #[arg(long)]
+    pub all_logs: bool,
 }
 
 /// One run in the summary.
@@ -59,6 +63,9 @@ pub struct RunSummary {
     pub events_delivered: u64,
     pub scaler_errors: u64,
     pub wall_ms: u64,
+    /// Where the run's own log was written (failing runs, or all with `--all-logs`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log: Option<String>,
 }
 
 /// The batch's summary (`summary.json`).
@@ -84,7 +91,15 @@ impl ChaosSummary {
 
 /// Plays `seeds` on one moto and proxy; `progress` prints a line per run.
 pub async fn run_seeds(seeds: &[u64], progress: bool) -> Result<ChaosSummary, String> {
-    run_seeds_in_parallel(seeds, 1, progress).await
+    run_seeds_in_parallel(seeds, 1, progress, None).await
+}
+
+/// Where runs' own logs ([`logs`]) are written, as `seed-<N>.log`.
+#[derive(Debug, Clone, Copy)]
+pub struct LogDir<'a> {
+    pub dir: &'a std::path::Path,
+    /// Every run's, not only the failing runs'.
+    pub all: bool,
 }
 
 /// Plays `seeds` in `jobs` batches at once (seed i goes to batch i mod `jobs`), each on its
@@ -93,15 +108,19 @@ pub async fn run_seeds_in_parallel(
     seeds: &[u64],
     jobs: usize,
     progress: bool,
+    failing_logs: Option<LogDir<'_>>,
 ) -> Result<ChaosSummary, String> {
     let started = Instant::now();
     let jobs = jobs.clamp(1, seeds.len().max(1));
     let shares: Vec<Vec<u64>> = (0..jobs)
         .map(|j| seeds.iter().copied().skip(j).step_by(jobs).collect())
         .collect();
-    let batches =
-        futures_util::future::join_all(shares.iter().map(|share| play_batch(share, progress)))
-            .await;
+    let batches = futures_util::future::join_all(
+        shares
+            .iter()
+            .map(|share| play_batch(share, progress, failing_logs)),
+    )
+    .await;
     let mut runs = Vec::new();
     for batch in batches {
         runs.extend(batch?);
@@ -120,15 +139,28 @@ pub async fn run_seeds_in_parallel(
 }
 
 /// One batch: its seeds one after the other on one moto and proxy.
-async fn play_batch(seeds: &[u64], progress: bool) -> Result<Vec<RunSummary>, String> {
+async fn play_batch(
+    seeds: &[u64],
+    progress: bool,
+    failing_logs: Option<LogDir<'_>>,
+) -> Result<Vec<RunSummary>, String> {
+    use tracing::Instrument as _;
     let batch = run::Batch::start().await?;
     let mut runs = Vec::with_capacity(seeds.len());
     for &seed in seeds {
         let seen = batch
             .run(seed)
+            .instrument(tracing::info_span!(logs::RUN_SPAN, seed))
             .await
             .map_err(|e| format!("seed {seed}: the farm failed: {e}"))?;
         let verdict = seen.verdict();
+        let lines = logs::installed().map(|logs| logs.take(seed));
+        let log = match (lines, failing_logs) {
+            (Some(lines), Some(to)) if to.all || !verdict.invariants.hold() => {
+                write_run_log(to.dir, seed, &lines)
+            }
+            _ => None,
+        };
         let run = RunSummary {
             seed,
             invariants: verdict.invariants,
@@ -142,6 +174,7 @@ async fn play_batch(seeds: &[u64], progress: bool) -> Result<Vec<RunSummary>, St
             events_delivered: seen.events_delivered,
             scaler_errors: seen.scaler_errors,
             wall_ms: seen.wall_ms,
+            log,
         };
         if progress {
             print_run(&run);
@@ -149,6 +182,20 @@ async fn play_batch(seeds: &[u64], progress: bool) -> Result<Vec<RunSummary>, St
         runs.push(run);
     }
     Ok(runs)
+}
+
+/// Writes a failing run's log; its path, or `None` (said on stderr) when it cannot.
+fn write_run_log(dir: &std::path::Path, seed: u64, lines: &[String]) -> Option<String> {
+    let path = dir.join(format!("seed-{seed}.log"));
+    let mut text = lines.join("\n");
+    text.push('\n');
+    match std::fs::create_dir_all(dir).and_then(|()| std::fs::write(&path, text)) {
+        Ok(()) => Some(path.display().to_string()),
+        Err(err) => {
+            eprintln!("cannot write {}: {err}", path.display());
+            None
+        }
+    }
 }
 
 impl ChaosSummary {
@@ -181,6 +228,9 @@ fn print_run(run: &RunSummary) {
         );
         for reason in &run.reasons {
             println!("    {reason}");
+        }
+        if let Some(log) = &run.log {
+            println!("    its log: {log}");
         }
     }
 }
@@ -230,9 +280,13 @@ pub fn print_table(summary: &ChaosSummary) {
 /// `longshore-farm chaos`: runs the batch, prints the table, writes `summary.json`.
 pub async fn run_cli(options: ChaosOptions) -> Result<ChaosSummary, String> {
     let seeds: Vec<u64> = (options.seed..options.seed.saturating_add(options.runs)).collect();
-    let summary = run_seeds_in_parallel(&seeds, options.jobs, true).await?;
-    print_table(&summary);
     std::fs::create_dir_all(&options.out).map_err(|e| format!("{}: {e}", options.out.display()))?;
+    let logs = LogDir {
+        dir: &options.out,
+        all: options.all_logs,
+    };
+    let summary = run_seeds_in_parallel(&seeds, options.jobs, true, Some(logs)).await?;
+    print_table(&summary);
     let path = options.out.join("summary.json");
     let text = serde_json::to_string_pretty(&summary).map_err(|e| e.to_string())?;
     std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
