@@ -440,7 +440,46 @@ async fn run_instances(
         }
     }
     shared.lock().stats.launches_forwarded += 1;
-    let answer = forward(shared, method, &uri, &headers, body).await;
+    // EC2 completes a launch whether or not its caller is still there for the answer: the
+    // launch runs in a task of its own, which records the answer under the token even when
+    // the caller gave up (a tick cut off at its deadline). Had it run in this handler, a
+    // dropped connection would have left the token "in flight" for good, every retry answered
+    // 500, and the job waiting forever (chaos seed 342, under load).
+    let launch = tokio::spawn(forward_and_record(
+        shared.clone(),
+        token,
+        method,
+        uri,
+        headers,
+        body,
+    ));
+    let response = match launch.await {
+        Ok(response) => response,
+        Err(err) => {
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("aws proxy: the launch task failed: {err}"),
+            )
+                .into_response();
+        }
+    };
+    if fault == Some(AwsFault::LoseResponse) {
+        return error_response(Protocol::Ec2, &AwsFault::LoseResponse);
+    }
+    response
+}
+
+/// Forwards a `RunInstances` to moto and keeps its answer under its token (a refused or
+/// unanswered launch launched nothing: its token is free again).
+async fn forward_and_record(
+    shared: Shared,
+    token: Option<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let answer = forward(&shared, method, &uri, &headers, body).await;
     let response = match answer {
         Ok(response) => response,
         Err(response) => {
@@ -456,15 +495,14 @@ async fn run_instances(
     let bytes = axum::body::to_bytes(body, usize::MAX)
         .await
         .unwrap_or_default();
+    let mut state = shared.lock();
     if status.is_success() {
         let text = String::from_utf8_lossy(&bytes);
-        let mut state = shared.lock();
         for id in instance_ids(&text) {
             state.launched_at.insert(id, Instant::now());
         }
     }
     if let Some(token) = &token {
-        let mut state = shared.lock();
         if status.is_success() {
             if let Some(entry) = state.tokens.get_mut(token) {
                 entry.answer = Some((status, bytes.clone()));
@@ -474,9 +512,7 @@ async fn run_instances(
             state.tokens.remove(token);
         }
     }
-    if fault == Some(AwsFault::LoseResponse) {
-        return error_response(Protocol::Ec2, &AwsFault::LoseResponse);
-    }
+    drop(state);
     Response::from_parts(parts, axum::body::Body::from(bytes))
 }
 

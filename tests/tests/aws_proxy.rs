@@ -207,3 +207,56 @@ async fn throttling_is_absorbed_by_the_sdks_retries() {
         .expect("third attempt succeeds");
     assert_eq!(proxy.stats().requests["DescribeInstances"], 3);
 }
+
+/// Chaos seed 342, under load: a tick cut off while its `RunInstances` was with moto dropped
+/// the connection, the proxy dropped the launch with it and kept its token "in flight" for
+/// good, and every retry was answered 500: the job waited forever. EC2 completes a launch
+/// whether or not its caller waits for the answer, and so does the proxy now: the retry gets
+/// the instance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_launch_whose_caller_gave_up_completes_and_its_retry_gets_the_instance() {
+    let moto = MotoServer::start().expect("moto");
+    let proxy = AwsProxy::start(&moto.endpoint_url()).await.expect("proxy");
+    let ec2 = aws_sdk_ec2::Client::new(&sdk_via(&proxy, false).await);
+    let image = image_id(&ec2).await;
+    // Give up ever sooner until a launch is cut off after it reached moto through the proxy.
+    let mut cut_in_flight = None;
+    for (attempt, micros) in [20_000u64, 10_000, 5_000, 2_000, 1_000, 500, 200]
+        .into_iter()
+        .enumerate()
+    {
+        let token = format!("cut-{attempt}");
+        let forwarded = proxy.stats().launches_forwarded;
+        let call = run(&ec2, &image, &token, InstanceType::T3Micro).send();
+        let answered = tokio::time::timeout(Duration::from_micros(micros), call).await;
+        if answered.is_err() && proxy.stats().launches_forwarded > forwarded {
+            cut_in_flight = Some(token);
+            break;
+        }
+    }
+    let token = cut_in_flight.expect("a launch was cut off after reaching the proxy");
+    // The retry, as the next tick sends it: EC2's answer, not a 500.
+    let mut retried = None;
+    for _ in 0..20 {
+        match run(&ec2, &image, &token, InstanceType::T3Micro)
+            .send()
+            .await
+        {
+            Ok(answer) => {
+                retried = answer.instances()[0].instance_id().map(str::to_string);
+                break;
+            }
+            Err(err) => {
+                // At most while moto is still launching.
+                assert_eq!(err.code(), Some("InternalError"), "{err:?}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    assert!(retried.is_some(), "the retry never got the instance");
+    let again = run(&ec2, &image, &token, InstanceType::T3Micro)
+        .send()
+        .await
+        .expect("a second retry");
+    assert_eq!(again.instances()[0].instance_id(), retried.as_deref());
+}
