@@ -272,9 +272,15 @@ impl<J: Jenkins, F: Fleet, S: Secrets, L: LaunchJournal> Scaler<J, F, S, L> {
                 launched_at_ms: agent.launched_at_ms.unwrap_or(now_ms),
             })
             .collect();
-        // Launches EC2 does not list yet still count (see the module docs).
-        self.forget_listed_launches(now_ms, agents).await;
-        instances.extend(self.launched.values().map(|l| l.instance.clone()));
+        // Launches EC2 does not list (yet, or this time) still count (see the module docs).
+        self.forget_old_launches(now_ms, agents).await;
+        let listed: HashSet<&str> = agents.iter().map(|a| a.id.as_str()).collect();
+        instances.extend(
+            self.launched
+                .values()
+                .filter(|l| !listed.contains(l.instance.id.as_str()))
+                .map(|l| l.instance.clone()),
+        );
         instances.sort_by(|a, b| a.id.cmp(&b.id));
 
         let mut masters = Vec::with_capacity(self.masters.len());
@@ -323,15 +329,18 @@ impl<J: Jenkins, F: Fleet, S: Secrets, L: LaunchJournal> Scaler<J, F, S, L> {
         std::borrow::Cow::Owned(config)
     }
 
-    /// Forgets the launches EC2 lists now (the plan sees them like any other instance) or
-    /// should list by now, here and in the journal.
-    async fn forget_listed_launches(&mut self, now_ms: i64, agents: &[AgentInstance]) {
+    /// Forgets the launches EC2 lists consistently by now, or lists as gone, here and in the
+    /// journal. One listing is not enough: EC2's eventual consistency can leave a fresh
+    /// instance out of the next answer again (chaos seed 895, under a cap).
+    async fn forget_old_launches(&mut self, now_ms: i64, agents: &[AgentInstance]) {
         let done: Vec<String> = self
             .launched
             .iter()
             .filter(|(id, launched)| {
                 now_ms - launched.instance.launched_at_ms >= REMEMBER_LAUNCH_MS
-                    || agents.iter().any(|agent| &agent.id == *id)
+                    || agents
+                        .iter()
+                        .any(|agent| &agent.id == *id && agent.state == AgentState::Gone)
             })
             .map(|(id, _)| id.clone())
             .collect();
