@@ -5,9 +5,9 @@
 //! its deadline, its answer lost), and EC2 lists a fresh instance only after a while. A new
 //! process would then see neither the instance nor the launch, plan the job again and, under a
 //! token of its own, start a second instance past a cap. So every launch is written down
-//! before it is sent, completed with its instance once EC2 answers, and forgotten once EC2
-//! lists that instance (the scaler then sees it like any other). A new invocation reads the
-//! journal before it acts.
+//! before it is sent, completed with its instance once EC2 answers, and forgotten minutes
+//! later or once EC2 lists the instance as gone (until then the scaler counts it whenever EC2
+//! leaves it out). A new invocation reads the journal before it acts.
 //!
 //! Items are keyed `queue-scaler#<stack>#launch#<client token>` (the lease's key is
 //! `queue-scaler#<stack>`) and carry `expiresAt` (epoch seconds) for the table's TTL.
