@@ -1284,4 +1284,164 @@ mod tests {
         // Each unanswered launch keeps a place under the stack's cap.
         assert_eq!(scaler.planning_config().max_agents, 3);
     }
+
+    /// A master that answers with a fixed queue and no nodes, or not at all.
+    struct Master {
+        queue: Option<Queue>,
+    }
+
+    impl Jenkins for Master {
+        async fn queue(&self) -> Result<Queue, JenkinsError> {
+            self.queue.clone().ok_or_else(|| JenkinsError::Status {
+                url: "http://master/queue/api/json".to_string(),
+                status: 503,
+                snippet: "restarting".to_string(),
+            })
+        }
+        async fn computers(&self) -> Result<ComputerSet, JenkinsError> {
+            Ok(computers(Vec::new()))
+        }
+        async fn create_inbound_agent(&self, _: &NewAgent<'_>) -> Result<(), JenkinsError> {
+            unreachable!("observing creates nothing")
+        }
+        async fn agent_secret(&self, _: &str) -> Result<String, JenkinsError> {
+            unreachable!("observing reads no secret")
+        }
+        async fn toggle_offline(&self, _: &str, _: &str) -> Result<(), JenkinsError> {
+            unreachable!("observing retires nothing")
+        }
+        async fn delete_node(&self, _: &str) -> Result<(), JenkinsError> {
+            unreachable!("observing deletes nothing")
+        }
+    }
+
+    /// An EC2 that answers each DescribeInstances with the next listing of a script.
+    struct Listings(std::sync::Mutex<std::collections::VecDeque<Vec<AgentInstance>>>);
+
+    impl Fleet for Listings {
+        async fn launch(&self, _: &LaunchSpec) -> Result<String, AwsError> {
+            unreachable!("observing launches nothing")
+        }
+        async fn agents(&self) -> Result<Vec<AgentInstance>, AwsError> {
+            Ok(self
+                .0
+                .lock()
+                .unwrap()
+                .pop_front()
+                .expect("one listing per tick"))
+        }
+        async fn terminate(&self, _: &[String]) -> Result<Vec<String>, AwsError> {
+            unreachable!("observing terminates nothing")
+        }
+    }
+
+    /// Chaos seed 895: a fresh instance EC2 listed once and then left out again, on a master
+    /// that cannot be read, must still count under the stack's cap until EC2 lists it gone.
+    #[tokio::test]
+    async fn a_launch_listed_once_then_hidden_again_still_counts_until_listed_gone() {
+        let now = 10 * REMEMBER_LAUNCH_MS;
+        let agent = |state| AgentInstance {
+            id: "i-0000000a".to_string(),
+            state,
+            master: Some("master-a".to_string()),
+            master_url: Some("http://10.0.0.5:8080/".to_string()),
+            label: Some("docker".to_string()),
+            instance_type: Some("c6i.large".to_string()),
+            subnet_id: Some("subnet-1".to_string()),
+            launched_at_ms: Some(now - 2_000),
+        };
+        let fleet = Listings(std::sync::Mutex::new(
+            [
+                vec![agent(AgentState::Pending)],
+                Vec::new(),
+                vec![agent(AgentState::Gone)],
+            ]
+            .into(),
+        ));
+        let journal = MemoryJournal::default();
+        journal.records.lock().unwrap().push(LaunchRecord {
+            spec: LaunchSpec {
+                master: "master-a".to_string(),
+                master_url: "http://10.0.0.5:8080/".to_string(),
+                label: "docker".to_string(),
+                instance_type: "c6i.large".to_string(),
+                subnet_id: "subnet-1".to_string(),
+                spot: false,
+                client_token: "ls-a".to_string(),
+            },
+            since_ms: now - 2_000,
+            instance_id: Some("i-0000000a".to_string()),
+        });
+        let waiting: Queue = serde_json::from_value(serde_json::json!({ "items": [{
+            "id": 7, "buildable": true, "inQueueSince": now - 5_000,
+            "why": "There are no nodes with the label \u{2018}docker\u{2019}"
+        }]}))
+        .expect("queue JSON");
+        let masters = vec![
+            MasterEndpoint {
+                name: "master-a".to_string(),
+                url: "http://10.0.0.5:8080/".to_string(),
+                jenkins: Master { queue: None },
+            },
+            MasterEndpoint {
+                name: "master-b".to_string(),
+                url: "http://10.0.0.6:8080/".to_string(),
+                jenkins: Master {
+                    queue: Some(waiting),
+                },
+            },
+        ];
+        let config = FleetConfig {
+            schema: crate::domain::fleet::FLEET_CONFIG_SCHEMA,
+            stack: "ci".to_string(),
+            launch_template: crate::domain::fleet::LaunchTemplate {
+                id: "lt-1".to_string(),
+                version: "$Latest".to_string(),
+            },
+            max_agents: 1,
+            boot_timeout_secs: 60,
+            masters: vec!["master-a".to_string(), "master-b".to_string()],
+            labels: vec![LabelTemplate {
+                name: "docker".to_string(),
+                node_labels: vec!["docker".to_string()],
+                executors: 1,
+                placements: vec![crate::domain::fleet::Placement {
+                    instance_type: "c6i.large".to_string(),
+                    subnets: vec![crate::domain::fleet::Subnet {
+                        id: "subnet-1".to_string(),
+                        availability_zone: "us-east-1a".to_string(),
+                    }],
+                }],
+                max_per_master: 2,
+                warm_minimum: 0,
+                idle_secs: 60,
+                spot: crate::domain::fleet::SpotPolicy::Never,
+            }],
+        };
+        let mut scaler = Scaler::new(masters, fleet, Untouched, &journal, config, false);
+        assert_eq!(scaler.recall_launches(now).await.unwrap(), 1);
+
+        let listed = scaler.observe_only(now).await;
+        assert_eq!(listed.unreadable_masters, vec!["master-a"]);
+        assert!(listed.plan.launches.is_empty(), "{:?}", listed.plan);
+        let hidden = scaler.observe_only(now + 1_000).await;
+        assert!(
+            hidden.plan.launches.is_empty(),
+            "the hidden instance keeps its place: {:?}",
+            hidden.plan
+        );
+        assert!(journal.forgotten.lock().unwrap().is_empty());
+
+        let gone = scaler.observe_only(now + 2_000).await;
+        assert_eq!(*journal.forgotten.lock().unwrap(), vec!["ls-a"]);
+        assert_eq!(
+            gone.plan
+                .launches
+                .iter()
+                .map(|l| l.master.as_str())
+                .collect::<Vec<_>>(),
+            vec!["master-b"],
+            "its place is free once EC2 lists it gone"
+        );
+    }
 }
