@@ -1227,9 +1227,9 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn recalled_launches_count_old_ones_are_forgotten_and_the_journal_wins() {
-        let record = |token: &str, since_ms: i64, instance: Option<&str>| LaunchRecord {
+    /// A launch of `docker` on master-a under `token`, as the journal keeps it.
+    fn record(token: &str, since_ms: i64, instance: Option<&str>) -> LaunchRecord {
+        LaunchRecord {
             spec: LaunchSpec {
                 master: "master-a".to_string(),
                 master_url: "http://10.0.0.5:8080/".to_string(),
@@ -1241,7 +1241,26 @@ mod tests {
             },
             since_ms,
             instance_id: instance.map(str::to_string),
-        };
+        }
+    }
+
+    fn fleet_config(max_agents: u32, masters: &[&str], labels: Vec<LabelTemplate>) -> FleetConfig {
+        FleetConfig {
+            schema: crate::domain::fleet::FLEET_CONFIG_SCHEMA,
+            stack: "ci".to_string(),
+            launch_template: crate::domain::fleet::LaunchTemplate {
+                id: "lt-1".to_string(),
+                version: "$Latest".to_string(),
+            },
+            max_agents,
+            boot_timeout_secs: 60,
+            masters: masters.iter().map(|m| m.to_string()).collect(),
+            labels,
+        }
+    }
+
+    #[tokio::test]
+    async fn recalled_launches_count_old_ones_are_forgotten_and_the_journal_wins() {
         let now = 10 * REMEMBER_LAUNCH_MS;
         let journal = MemoryJournal::default();
         journal.records.lock().unwrap().extend([
@@ -1249,18 +1268,7 @@ mod tests {
             record("ls-unanswered", now - 2_000, None),
             record("ls-old", now - REMEMBER_LAUNCH_MS, None),
         ]);
-        let config = FleetConfig {
-            schema: crate::domain::fleet::FLEET_CONFIG_SCHEMA,
-            stack: "ci".to_string(),
-            launch_template: crate::domain::fleet::LaunchTemplate {
-                id: "lt-1".to_string(),
-                version: "$Latest".to_string(),
-            },
-            max_agents: 4,
-            boot_timeout_secs: 60,
-            masters: vec!["master-a".to_string()],
-            labels: Vec::new(),
-        };
+        let config = fleet_config(4, &["master-a"], Vec::new());
         let mut scaler: Scaler<FixedNodes, Untouched, Untouched, &MemoryJournal> =
             Scaler::new(Vec::new(), Untouched, Untouched, &journal, config, false);
         // What this process remembered of an unanswered launch another process settled since.
@@ -1359,19 +1367,11 @@ mod tests {
             .into(),
         ));
         let journal = MemoryJournal::default();
-        journal.records.lock().unwrap().push(LaunchRecord {
-            spec: LaunchSpec {
-                master: "master-a".to_string(),
-                master_url: "http://10.0.0.5:8080/".to_string(),
-                label: "docker".to_string(),
-                instance_type: "c6i.large".to_string(),
-                subnet_id: "subnet-1".to_string(),
-                spot: false,
-                client_token: "ls-a".to_string(),
-            },
-            since_ms: now - 2_000,
-            instance_id: Some("i-0000000a".to_string()),
-        });
+        journal
+            .records
+            .lock()
+            .unwrap()
+            .push(record("ls-a", now - 2_000, Some("i-0000000a")));
         let waiting: Queue = serde_json::from_value(serde_json::json!({ "items": [{
             "id": 7, "buildable": true, "inQueueSince": now - 5_000,
             "why": "There are no nodes with the label \u{2018}docker\u{2019}"
@@ -1391,33 +1391,23 @@ mod tests {
                 },
             },
         ];
-        let config = FleetConfig {
-            schema: crate::domain::fleet::FLEET_CONFIG_SCHEMA,
-            stack: "ci".to_string(),
-            launch_template: crate::domain::fleet::LaunchTemplate {
-                id: "lt-1".to_string(),
-                version: "$Latest".to_string(),
-            },
-            max_agents: 1,
-            boot_timeout_secs: 60,
-            masters: vec!["master-a".to_string(), "master-b".to_string()],
-            labels: vec![LabelTemplate {
-                name: "docker".to_string(),
-                node_labels: vec!["docker".to_string()],
-                executors: 1,
-                placements: vec![crate::domain::fleet::Placement {
-                    instance_type: "c6i.large".to_string(),
-                    subnets: vec![crate::domain::fleet::Subnet {
-                        id: "subnet-1".to_string(),
-                        availability_zone: "us-east-1a".to_string(),
-                    }],
+        let docker = LabelTemplate {
+            name: "docker".to_string(),
+            node_labels: vec!["docker".to_string()],
+            executors: 1,
+            placements: vec![crate::domain::fleet::Placement {
+                instance_type: "c6i.large".to_string(),
+                subnets: vec![crate::domain::fleet::Subnet {
+                    id: "subnet-1".to_string(),
+                    availability_zone: "us-east-1a".to_string(),
                 }],
-                max_per_master: 2,
-                warm_minimum: 0,
-                idle_secs: 60,
-                spot: crate::domain::fleet::SpotPolicy::Never,
             }],
+            max_per_master: 2,
+            warm_minimum: 0,
+            idle_secs: 60,
+            spot: crate::domain::fleet::SpotPolicy::Never,
         };
+        let config = fleet_config(1, &["master-a", "master-b"], vec![docker]);
         let mut scaler = Scaler::new(masters, fleet, Untouched, &journal, config, false);
         assert_eq!(scaler.recall_launches(now).await.unwrap(), 1);
 
