@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 /// The `tree=` of the queue request: only what the scaler uses, to keep answers small.
-pub const QUEUE_TREE: &str = "items[_class,id,why,buildable,blocked,stuck,inQueueSince,buildableStartMilliseconds,task[name,url]]";
+pub const QUEUE_TREE: &str = "items[_class,id,why,buildable,blocked,stuck,inQueueSince,buildableStartMilliseconds,pending,task[name,url]]";
 
 /// The `tree=` of the computer request.
 pub const COMPUTER_TREE: &str = "computer[_class,displayName,description,offline,temporarilyOffline,idle,numExecutors,offlineCauseReason,assignedLabels[name],executors[idle]]";
@@ -36,6 +36,10 @@ pub struct QueueItem {
     pub blocked: bool,
     #[serde(default)]
     pub stuck: bool,
+    /// A buildable item already handed to an executor that has not started it yet
+    /// (`Queue.getItems()` lists `pendings` too); that executor is busy meanwhile.
+    #[serde(default)]
+    pub pending: bool,
     /// Epoch milliseconds when the item entered the queue.
     pub in_queue_since: i64,
     #[serde(default)]

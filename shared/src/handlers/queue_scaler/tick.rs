@@ -932,7 +932,8 @@ pub fn view_of(
     let waiting = queue
         .items
         .iter()
-        .filter(|item| item.buildable)
+        // A pending item's executor is busy already: counted there, not as demand.
+        .filter(|item| item.buildable && !item.pending)
         .map(|item| WaitingItem {
             id: item.id,
             why: item
@@ -978,9 +979,14 @@ pub fn view_of(
     MasterView { waiting, nodes }
 }
 
+/// Reads a master's nodes, then its queue. In this order an item that an executor takes
+/// between the two requests is seen on neither side (its node idle, the item gone or
+/// pending), which costs nothing: the node is busy by the time a retirement reads it again.
+/// The other order sees it on both (waiting, and its node busy) and launches an agent
+/// nobody needs (chaos seed 833).
 async fn read_master<J: Jenkins>(jenkins: &J) -> Result<(Queue, ComputerSet), JenkinsError> {
-    let queue = jenkins.queue().await?;
     let computers = jenkins.computers().await?;
+    let queue = jenkins.queue().await?;
     Ok((queue, computers))
 }
 
@@ -1343,55 +1349,9 @@ mod tests {
         }
     }
 
-    /// Chaos seed 895: a fresh instance EC2 listed once and then left out again, on a master
-    /// that cannot be read, must still count under the stack's cap until EC2 lists it gone.
-    #[tokio::test]
-    async fn a_launch_listed_once_then_hidden_again_still_counts_until_listed_gone() {
-        let now = 10 * REMEMBER_LAUNCH_MS;
-        let agent = |state| AgentInstance {
-            id: "i-0000000a".to_string(),
-            state,
-            master: Some("master-a".to_string()),
-            master_url: Some("http://10.0.0.5:8080/".to_string()),
-            label: Some("docker".to_string()),
-            instance_type: Some("c6i.large".to_string()),
-            subnet_id: Some("subnet-1".to_string()),
-            launched_at_ms: Some(now - 2_000),
-        };
-        let fleet = Listings(std::sync::Mutex::new(
-            [
-                vec![agent(AgentState::Pending)],
-                Vec::new(),
-                vec![agent(AgentState::Gone)],
-            ]
-            .into(),
-        ));
-        let journal = MemoryJournal::default();
-        journal
-            .records
-            .lock()
-            .unwrap()
-            .push(record("ls-a", now - 2_000, Some("i-0000000a")));
-        let waiting: Queue = serde_json::from_value(serde_json::json!({ "items": [{
-            "id": 7, "buildable": true, "inQueueSince": now - 5_000,
-            "why": "There are no nodes with the label \u{2018}docker\u{2019}"
-        }]}))
-        .expect("queue JSON");
-        let masters = vec![
-            MasterEndpoint {
-                name: "master-a".to_string(),
-                url: "http://10.0.0.5:8080/".to_string(),
-                jenkins: Master { queue: None },
-            },
-            MasterEndpoint {
-                name: "master-b".to_string(),
-                url: "http://10.0.0.6:8080/".to_string(),
-                jenkins: Master {
-                    queue: Some(waiting),
-                },
-            },
-        ];
-        let docker = LabelTemplate {
+    /// The `docker` template: one executor, one placement, two agents per master.
+    fn docker_template() -> LabelTemplate {
+        LabelTemplate {
             name: "docker".to_string(),
             node_labels: vec!["docker".to_string()],
             executors: 1,
@@ -1406,8 +1366,68 @@ mod tests {
             warm_minimum: 0,
             idle_secs: 60,
             spot: crate::domain::fleet::SpotPolicy::Never,
-        };
-        let config = fleet_config(1, &["master-a", "master-b"], vec![docker]);
+        }
+    }
+
+    /// Agent i-0000000a of `docker` on master-a, as EC2 lists it.
+    fn docker_agent(state: AgentState, launched_at_ms: i64) -> AgentInstance {
+        AgentInstance {
+            id: "i-0000000a".to_string(),
+            state,
+            master: Some("master-a".to_string()),
+            master_url: Some("http://10.0.0.5:8080/".to_string()),
+            label: Some("docker".to_string()),
+            instance_type: Some("c6i.large".to_string()),
+            subnet_id: Some("subnet-1".to_string()),
+            launched_at_ms: Some(launched_at_ms),
+        }
+    }
+
+    /// A queue of one buildable item (id 7) for `docker`, handed to an executor or not.
+    fn docker_queue(since_ms: i64, pending: bool) -> Queue {
+        serde_json::from_value(serde_json::json!({ "items": [{
+            "id": 7, "buildable": true, "inQueueSince": since_ms, "pending": pending,
+            "why": "Waiting for next available executor on \u{2018}docker\u{2019}"
+        }]}))
+        .expect("queue JSON")
+    }
+
+    /// Chaos seed 895: a fresh instance EC2 listed once and then left out again, on a master
+    /// that cannot be read, must still count under the stack's cap until EC2 lists it gone.
+    #[tokio::test]
+    async fn a_launch_listed_once_then_hidden_again_still_counts_until_listed_gone() {
+        let now = 10 * REMEMBER_LAUNCH_MS;
+        let agent = |state| docker_agent(state, now - 2_000);
+        let fleet = Listings(std::sync::Mutex::new(
+            [
+                vec![agent(AgentState::Pending)],
+                Vec::new(),
+                vec![agent(AgentState::Gone)],
+            ]
+            .into(),
+        ));
+        let journal = MemoryJournal::default();
+        journal
+            .records
+            .lock()
+            .unwrap()
+            .push(record("ls-a", now - 2_000, Some("i-0000000a")));
+        let waiting = docker_queue(now - 5_000, false);
+        let masters = vec![
+            MasterEndpoint {
+                name: "master-a".to_string(),
+                url: "http://10.0.0.5:8080/".to_string(),
+                jenkins: Master { queue: None },
+            },
+            MasterEndpoint {
+                name: "master-b".to_string(),
+                url: "http://10.0.0.6:8080/".to_string(),
+                jenkins: Master {
+                    queue: Some(waiting),
+                },
+            },
+        ];
+        let config = fleet_config(1, &["master-a", "master-b"], vec![docker_template()]);
         let mut scaler = Scaler::new(masters, fleet, Untouched, &journal, config, false);
         assert_eq!(scaler.recall_launches(now).await.unwrap(), 1);
 
@@ -1433,5 +1453,105 @@ mod tests {
             vec!["master-b"],
             "its place is free once EC2 lists it gone"
         );
+    }
+
+    /// A master whose one idle agent takes the waiting item between two requests: the first
+    /// request sees the state before, every later one the state after.
+    struct Handover {
+        requests: std::sync::atomic::AtomicUsize,
+        before: (Queue, ComputerSet),
+        after: (Queue, ComputerSet),
+    }
+
+    impl Handover {
+        fn state(&self) -> &(Queue, ComputerSet) {
+            let n = self
+                .requests
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            if n == 0 { &self.before } else { &self.after }
+        }
+    }
+
+    impl Jenkins for Handover {
+        async fn queue(&self) -> Result<Queue, JenkinsError> {
+            Ok(self.state().0.clone())
+        }
+        async fn computers(&self) -> Result<ComputerSet, JenkinsError> {
+            Ok(self.state().1.clone())
+        }
+        async fn create_inbound_agent(&self, _: &NewAgent<'_>) -> Result<(), JenkinsError> {
+            unreachable!("observing creates nothing")
+        }
+        async fn agent_secret(&self, _: &str) -> Result<String, JenkinsError> {
+            unreachable!("observing reads no secret")
+        }
+        async fn toggle_offline(&self, _: &str, _: &str) -> Result<(), JenkinsError> {
+            unreachable!("observing retires nothing")
+        }
+        async fn delete_node(&self, _: &str) -> Result<(), JenkinsError> {
+            unreachable!("observing deletes nothing")
+        }
+    }
+
+    /// What one observing tick of master-a plans, its agent i-0000000a listed by EC2.
+    async fn plan_of(master: Handover, now: i64) -> Plan {
+        let fleet = Listings(std::sync::Mutex::new(
+            [vec![docker_agent(AgentState::Running, now - 60_000)]].into(),
+        ));
+        let journal = MemoryJournal::default();
+        let masters = vec![MasterEndpoint {
+            name: "master-a".to_string(),
+            url: "http://10.0.0.5:8080/".to_string(),
+            jenkins: master,
+        }];
+        let config = fleet_config(4, &["master-a"], vec![docker_template()]);
+        let mut scaler = Scaler::new(masters, fleet, Untouched, &journal, config, false);
+        scaler.observe_only(now).await.plan
+    }
+
+    fn agent_node(idle: bool) -> ComputerSet {
+        computers(vec![
+            serde_json::from_value(serde_json::json!({
+                "displayName": "i-0000000a", "offline": false, "idle": idle, "numExecutors": 1
+            }))
+            .expect("computer JSON"),
+        ])
+    }
+
+    /// Chaos seed 833: the agent took the item between the scaler's two reads. Seen on both
+    /// sides (waiting, and its node busy), it made the plan launch a second agent for it.
+    #[tokio::test]
+    async fn an_item_taken_between_the_two_reads_is_not_counted_twice() {
+        let now = 10 * REMEMBER_LAUNCH_MS;
+        let handover = |after_queue: Queue| Handover {
+            requests: Default::default(),
+            before: (docker_queue(now - 5_000, false), agent_node(true)),
+            after: (after_queue, agent_node(false)),
+        };
+        for after_queue in [Queue::default(), docker_queue(now - 5_000, true)] {
+            let plan = plan_of(handover(after_queue.clone()), now).await;
+            assert!(plan.launches.is_empty(), "{after_queue:?}: {plan:?}");
+        }
+    }
+
+    /// Jenkins lists an item handed to an executor (`pending`) while that executor is busy
+    /// with it already: it is not demand.
+    #[tokio::test]
+    async fn a_pending_item_is_not_demand() {
+        let now = 10 * REMEMBER_LAUNCH_MS;
+        let state = || (docker_queue(now - 5_000, true), agent_node(false));
+        let pending = Handover {
+            requests: Default::default(),
+            before: state(),
+            after: state(),
+        };
+        assert!(plan_of(pending, now).await.launches.is_empty());
+        // The same item still waiting, with its agent busy on another build, is.
+        let waiting = Handover {
+            requests: Default::default(),
+            before: (docker_queue(now - 5_000, false), agent_node(false)),
+            after: (docker_queue(now - 5_000, false), agent_node(false)),
+        };
+        assert_eq!(plan_of(waiting, now).await.launches.len(), 1);
     }
 }
