@@ -1299,36 +1299,6 @@ mod tests {
         assert_eq!(scaler.planning_config().max_agents, 3);
     }
 
-    /// A master that answers with a fixed queue and no nodes, or not at all.
-    struct Master {
-        queue: Option<Queue>,
-    }
-
-    impl Jenkins for Master {
-        async fn queue(&self) -> Result<Queue, JenkinsError> {
-            self.queue.clone().ok_or_else(|| JenkinsError::Status {
-                url: "http://master/queue/api/json".to_string(),
-                status: 503,
-                snippet: "restarting".to_string(),
-            })
-        }
-        async fn computers(&self) -> Result<ComputerSet, JenkinsError> {
-            Ok(computers(Vec::new()))
-        }
-        async fn create_inbound_agent(&self, _: &NewAgent<'_>) -> Result<(), JenkinsError> {
-            unreachable!("observing creates nothing")
-        }
-        async fn agent_secret(&self, _: &str) -> Result<String, JenkinsError> {
-            unreachable!("observing reads no secret")
-        }
-        async fn toggle_offline(&self, _: &str, _: &str) -> Result<(), JenkinsError> {
-            unreachable!("observing retires nothing")
-        }
-        async fn delete_node(&self, _: &str) -> Result<(), JenkinsError> {
-            unreachable!("observing deletes nothing")
-        }
-    }
-
     /// An EC2 that answers each DescribeInstances with the next listing of a script.
     struct Listings(std::sync::Mutex<std::collections::VecDeque<Vec<AgentInstance>>>);
 
@@ -1417,14 +1387,12 @@ mod tests {
             MasterEndpoint {
                 name: "master-a".to_string(),
                 url: "http://10.0.0.5:8080/".to_string(),
-                jenkins: Master { queue: None },
+                jenkins: Handover::steady(None),
             },
             MasterEndpoint {
                 name: "master-b".to_string(),
                 url: "http://10.0.0.6:8080/".to_string(),
-                jenkins: Master {
-                    queue: Some(waiting),
-                },
+                jenkins: Handover::steady(Some((waiting, computers(Vec::new())))),
             },
         ];
         let config = fleet_config(1, &["master-a", "master-b"], vec![docker_template()]);
@@ -1455,29 +1423,50 @@ mod tests {
         );
     }
 
-    /// A master whose one idle agent takes the waiting item between two requests: the first
-    /// request sees the state before, every later one the state after.
+    /// A master whose first request sees the state `before` and every later one the state
+    /// `after` (an agent taking an item between two requests); `None` answers 503.
     struct Handover {
         requests: std::sync::atomic::AtomicUsize,
-        before: (Queue, ComputerSet),
-        after: (Queue, ComputerSet),
+        before: Option<(Queue, ComputerSet)>,
+        after: Option<(Queue, ComputerSet)>,
     }
 
     impl Handover {
-        fn state(&self) -> &(Queue, ComputerSet) {
+        fn changing(before: (Queue, ComputerSet), after: (Queue, ComputerSet)) -> Handover {
+            Handover {
+                requests: Default::default(),
+                before: Some(before),
+                after: Some(after),
+            }
+        }
+
+        fn steady(state: Option<(Queue, ComputerSet)>) -> Handover {
+            Handover {
+                requests: Default::default(),
+                before: state.clone(),
+                after: state,
+            }
+        }
+
+        fn state(&self) -> Result<&(Queue, ComputerSet), JenkinsError> {
             let n = self
                 .requests
                 .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            if n == 0 { &self.before } else { &self.after }
+            let state = if n == 0 { &self.before } else { &self.after };
+            state.as_ref().ok_or_else(|| JenkinsError::Status {
+                url: "http://master/computer/api/json".to_string(),
+                status: 503,
+                snippet: "restarting".to_string(),
+            })
         }
     }
 
     impl Jenkins for Handover {
         async fn queue(&self) -> Result<Queue, JenkinsError> {
-            Ok(self.state().0.clone())
+            Ok(self.state()?.0.clone())
         }
         async fn computers(&self) -> Result<ComputerSet, JenkinsError> {
-            Ok(self.state().1.clone())
+            Ok(self.state()?.1.clone())
         }
         async fn create_inbound_agent(&self, _: &NewAgent<'_>) -> Result<(), JenkinsError> {
             unreachable!("observing creates nothing")
@@ -1523,10 +1512,11 @@ mod tests {
     #[tokio::test]
     async fn an_item_taken_between_the_two_reads_is_not_counted_twice() {
         let now = 10 * REMEMBER_LAUNCH_MS;
-        let handover = |after_queue: Queue| Handover {
-            requests: Default::default(),
-            before: (docker_queue(now - 5_000, false), agent_node(true)),
-            after: (after_queue, agent_node(false)),
+        let handover = |after_queue: Queue| {
+            Handover::changing(
+                (docker_queue(now - 5_000, false), agent_node(true)),
+                (after_queue, agent_node(false)),
+            )
         };
         for after_queue in [Queue::default(), docker_queue(now - 5_000, true)] {
             let plan = plan_of(handover(after_queue.clone()), now).await;
@@ -1539,19 +1529,10 @@ mod tests {
     #[tokio::test]
     async fn a_pending_item_is_not_demand() {
         let now = 10 * REMEMBER_LAUNCH_MS;
-        let state = || (docker_queue(now - 5_000, true), agent_node(false));
-        let pending = Handover {
-            requests: Default::default(),
-            before: state(),
-            after: state(),
-        };
+        let pending = Handover::steady(Some((docker_queue(now - 5_000, true), agent_node(false))));
         assert!(plan_of(pending, now).await.launches.is_empty());
         // The same item still waiting, with its agent busy on another build, is.
-        let waiting = Handover {
-            requests: Default::default(),
-            before: (docker_queue(now - 5_000, false), agent_node(false)),
-            after: (docker_queue(now - 5_000, false), agent_node(false)),
-        };
+        let waiting = Handover::steady(Some((docker_queue(now - 5_000, false), agent_node(false))));
         assert_eq!(plan_of(waiting, now).await.launches.len(), 1);
     }
 }
