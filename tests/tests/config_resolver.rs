@@ -703,8 +703,13 @@ impl Lookups for FakeAws {
     async fn stack_resource(
         &self,
         _stack: &str,
-        _logical_id: &str,
+        logical_id: &str,
     ) -> Result<Option<String>, AwsError> {
+        if logical_id == "SlowMissing" {
+            // Answers after every other lookup, and finds nothing.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            return Ok(None);
+        }
         Ok(Some("subnet-0123456789abcdef1".into()))
     }
     async fn subnets(&self, ids: &[String]) -> Result<Vec<SubnetFact>, AwsError> {
@@ -916,6 +921,31 @@ async fn bad_properties_are_answered_failed_naming_the_property() {
         deps.params.0.lock().unwrap().is_empty(),
         "nothing stored on failure"
     );
+}
+
+/// The lookups run at once; the answer still names the first bad property in property order,
+/// not the one whose lookup failed first.
+#[tokio::test]
+async fn of_two_bad_references_the_first_in_property_order_is_named() {
+    let deps = Deps::new(
+        FakeAws::default(),
+        MemParams::default(),
+        Captured::default(),
+    );
+    let mut props = good_properties();
+    props["Subnets"] = json!([{"Stack": "network", "LogicalId": "SlowMissing"}]);
+    // Resolves at once, to a subnet: the wrong kind of ID for a security group.
+    props["SecurityGroups"] = json!([{"Stack": "network", "LogicalId": "SubnetB"}]);
+    let mut request = fixture("rust-runtime-create-request.json");
+    request["ResourceProperties"] = props;
+    let response = handle(&deps, request, LONG).await.expect("answered");
+    assert_eq!(response.status, Status::Failed);
+    let reason = response.reason.unwrap_or_default();
+    assert!(
+        reason.starts_with("property Subnets[0]: stack network has no resource SlowMissing"),
+        "{reason}"
+    );
+    assert!(deps.params.0.lock().unwrap().is_empty());
 }
 
 #[tokio::test]

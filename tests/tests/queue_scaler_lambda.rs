@@ -265,6 +265,15 @@ async fn a_missing_fleet_configuration_is_a_clear_error_and_no_action() {
         other => panic!("expected a failure, got {other:?}"),
     }
     assert!(live_instances(&setup.ec2).await.is_empty());
+    // The lease it asked for while reading the configuration was given back, not left to
+    // expire.
+    let sdk = setup._moto.sdk_config().await;
+    let lease = Lease::new(aws_sdk_dynamodb::Client::new(&sdk), LEASE_TABLE, STACK);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64;
+    assert!(lease.acquire("next", now, now + 60_000).await.unwrap());
     setup.booter.shutdown().await;
 }
 

@@ -11,6 +11,8 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use futures_util::future::join_all;
+use futures_util::{StreamExt, stream};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use thiserror::Error;
@@ -24,6 +26,9 @@ use crate::domain::render::casc::master_casc;
 use crate::domain::render::fleet::{fleet_config, fleet_json};
 use crate::handlers::events::CloudFormationCustomResourceRequest;
 use crate::ports::{CfnResponder, Lookups, Params};
+
+/// How many SSM parameters are written at once.
+const PARALLEL_WRITES: usize = 3;
 
 /// How long before the deadline the work is cut off so the answer still goes out.
 pub const DEFAULT_ANSWER_MARGIN: Duration = Duration::from_secs(10);
@@ -392,24 +397,43 @@ where
     let mut data = BTreeMap::new();
     let mut all = Sha256::new();
 
-    let version = store(&deps.params, &paths.fleet(), &fleet_text).await?;
+    // The fleet configuration and each master's CasC, written a few at once (Parameter Store's
+    // default throughput is meant for low volume); errors count in that order.
+    let casc: Vec<(String, String)> = resolved
+        .masters
+        .iter()
+        .map(|master| (master.name.clone(), master_casc(&resolved, master)))
+        .collect();
+    let casc_writes = stream::iter(&casc)
+        .map(|(name, text)| {
+            let name = paths.casc(name);
+            async move { store(&deps.params, &name, text).await }
+        })
+        .buffered(PARALLEL_WRITES - 1)
+        .collect::<Vec<_>>();
+    let fleet_parameter = paths.fleet();
+    let (version, casc_versions) = tokio::join!(
+        store(&deps.params, &fleet_parameter, &fleet_text),
+        casc_writes
+    );
+
+    let version = version?;
     all.update(fleet_text.as_bytes());
-    data.insert("FleetParameter".to_string(), paths.fleet());
+    data.insert("FleetParameter".to_string(), fleet_parameter);
     data.insert("FleetParameterVersion".to_string(), version.to_string());
     data.insert("FleetHash".to_string(), short(&fleet_text));
     data.insert(
         "CascParameterPrefix".to_string(),
         format!("{}casc/", paths.root),
     );
-    for (index, master) in resolved.masters.iter().enumerate() {
-        let text = master_casc(&resolved, master);
-        let version = store(&deps.params, &paths.casc(&master.name), &text).await?;
+    for (index, ((name, text), version)) in casc.iter().zip(casc_versions).enumerate() {
+        let version = version?;
         all.update([0u8]);
-        all.update(master.name.as_bytes());
+        all.update(name.as_bytes());
         all.update([0u8]);
         all.update(text.as_bytes());
         data.insert(format!("Master{index}CascVersion"), version.to_string());
-        data.insert(format!("Master{index}CascHash"), short(&text));
+        data.insert(format!("Master{index}CascHash"), short(text));
     }
     data.insert(
         "ConfigHash".to_string(),
@@ -473,19 +497,32 @@ async fn resolve_id<L: Lookups + Sync>(
     }
 }
 
-/// Every lookup the properties need, in as few calls as possible.
+/// A list of physical-ID properties resolved at once; the first error in list order wins.
+async fn resolve_ids<L: Lookups + Sync>(
+    lookups: &L,
+    ids: &[IdRef],
+    prefix: &str,
+    what: &str,
+) -> Result<Vec<String>, String> {
+    join_all(ids.iter().map(|id| resolve_id(lookups, id, prefix, what)))
+        .await
+        .into_iter()
+        .collect()
+}
+
+/// Every lookup the properties need, in as few calls as possible and in three rounds: the
+/// IDs, then what they name, then the offerings in the subnets' zones. The calls of a round
+/// run at once (a Create spends its time in these round trips); each round reports its first
+/// error in property order, so the answer does not depend on which call returned first.
 async fn gather<L: Lookups + Sync>(lookups: &L, props: &Properties) -> Result<Facts, String> {
-    let launch_template_id =
-        resolve_id(lookups, &props.launch_template, "lt-", "launch template").await?;
-    let mut subnet_ids = Vec::new();
-    for id in &props.subnets {
-        subnet_ids.push(resolve_id(lookups, id, "subnet-", "subnet").await?);
-    }
-    let mut security_group_ids = Vec::new();
-    for id in &props.security_groups {
-        security_group_ids.push(resolve_id(lookups, id, "sg-", "security group").await?);
-    }
-    let profile = resolve_id(lookups, &props.instance_profile, "", "instance profile").await?;
+    let (launch_template_id, subnet_ids, security_group_ids, profile) = tokio::join!(
+        resolve_id(lookups, &props.launch_template, "lt-", "launch template"),
+        resolve_ids(lookups, &props.subnets, "subnet-", "subnet"),
+        resolve_ids(lookups, &props.security_groups, "sg-", "security group"),
+        resolve_id(lookups, &props.instance_profile, "", "instance profile"),
+    );
+    let (launch_template_id, subnet_ids) = (launch_template_id?, subnet_ids?);
+    let (security_group_ids, profile) = (security_group_ids?, profile?);
     let Some(profile_name) = instance_profile_name(&profile).map(str::to_string) else {
         return Err(PropertyError {
             path: props.instance_profile.path.clone(),
@@ -498,19 +535,16 @@ async fn gather<L: Lookups + Sync>(lookups: &L, props: &Properties) -> Result<Fa
         move |e: crate::error::AwsError| format!("looking up {what}: {e}")
     };
 
-    let launch_template_exists = lookups
-        .launch_template_exists(&launch_template_id)
-        .await
-        .map_err(aws("LaunchTemplate"))?;
-    let subnets = lookups.subnets(&subnet_ids).await.map_err(aws("Subnets"))?;
-    let security_groups = lookups
-        .security_groups(&security_group_ids)
-        .await
-        .map_err(aws("SecurityGroups"))?;
-    let instance_profile_arn = lookups
-        .instance_profile_arn(&profile_name)
-        .await
-        .map_err(aws("InstanceProfile"))?;
+    let (launch_template_exists, subnets, security_groups, instance_profile_arn) = tokio::join!(
+        lookups.launch_template_exists(&launch_template_id),
+        lookups.subnets(&subnet_ids),
+        lookups.security_groups(&security_group_ids),
+        lookups.instance_profile_arn(&profile_name),
+    );
+    let launch_template_exists = launch_template_exists.map_err(aws("LaunchTemplate"))?;
+    let subnets = subnets.map_err(aws("Subnets"))?;
+    let security_groups = security_groups.map_err(aws("SecurityGroups"))?;
+    let instance_profile_arn = instance_profile_arn.map_err(aws("InstanceProfile"))?;
     let mut zones: Vec<String> = subnets
         .iter()
         .map(|s| s.availability_zone.clone())

@@ -189,20 +189,33 @@ pub async fn handle(
         .min(started_ms + deps.config.invocation_budget.as_millis() as i64);
     let stop_at_ms = deadline_ms - DEADLINE_MARGIN.as_millis() as i64;
 
-    let mut guard = deps.warm.lock().await;
-    let warm = prepare(deps, guard.take()).await?;
-    let warm = guard.insert(warm);
-    let masters = find_masters(deps, warm).await?;
-    warm.scaler.set_masters(masters);
-
     let lease_until = |now: i64| {
         now + (stop_at_ms - now).max(0) + deps.config.poll_interval.as_millis() as i64 * 2
     };
-    if !deps
-        .lease
-        .acquire(&owner, started_ms, lease_until(started_ms))
-        .await?
-    {
+    // The lease is asked for while the configuration is read: both are round trips, and
+    // neither needs the other. If preparing fails, a lease already taken is given back.
+    let mut guard = deps.warm.lock().await;
+    let (prepared, acquired) = tokio::join!(
+        prepare(deps, &mut guard),
+        deps.lease
+            .acquire(&owner, started_ms, lease_until(started_ms)),
+    );
+    let ready = async {
+        let warm = prepared?;
+        let masters = find_masters(deps, warm).await?;
+        Ok::<_, ScalerError>((warm, masters))
+    };
+    let (warm, masters) = match ready.await {
+        Ok(ready) => ready,
+        Err(err) => {
+            if matches!(acquired, Ok(true)) {
+                give_back(deps, &owner).await;
+            }
+            return Err(err);
+        }
+    };
+    warm.scaler.set_masters(masters);
+    if !acquired? {
         info!("another invocation holds the lease; observing only");
         let report = warm.scaler.observe_only(now_ms()).await;
         return Ok(json!({"acted": false, "plannedLaunches": report.plan.launches.len()}));
@@ -213,9 +226,7 @@ pub async fn handle(
         // Without the journal an unsettled launch could be repeated past a cap: no acting.
         // The lease goes back so the next invocation need not wait for it to expire.
         warn!(error = %err, "cannot read the launch journal; not acting");
-        if let Err(release) = deps.lease.release(&owner).await {
-            warn!(error = %release, "cannot release the lease");
-        }
+        give_back(deps, &owner).await;
         return Err(err.into());
     }
     let mut totals = Totals::default();
@@ -250,34 +261,52 @@ pub async fn handle(
     }))
 }
 
-/// Reads the credentials once and the fleet configuration when its version changed.
-async fn prepare(deps: &Deps, warm: Option<Warm>) -> Result<Warm, ScalerError> {
+/// Gives the lease back early, so the next invocation need not wait for it to expire.
+async fn give_back(deps: &Deps, owner: &str) {
+    if let Err(err) = deps.lease.release(owner).await {
+        warn!(error = %err, "cannot release the lease");
+    }
+}
+
+/// The warm state, read at a cold start, else with the fleet configuration reloaded when its
+/// version changed. A warm state survives a failed reload (its idle times and launches stay).
+async fn prepare<'w>(deps: &Deps, warm: &'w mut Option<Warm>) -> Result<&'w mut Warm, ScalerError> {
+    let Some(warm) = warm else {
+        return Ok(warm.insert(cold_prepare(deps).await?));
+    };
     let parameter = &deps.config.fleet_parameter;
     let stored = deps
         .params
         .get(parameter)
         .await?
         .ok_or_else(|| ScalerError::FleetConfigMissing(parameter.clone()))?;
-    if let Some(mut warm) = warm {
-        if warm.fleet_version != stored.version {
-            let fleet = parse_fleet(parameter, &stored.value)?;
-            info!(
-                version = stored.version,
-                "fleet configuration changed; reloaded"
-            );
-            warm.scaler.set_config(fleet);
-            warm.fleet_version = stored.version;
-        }
-        return Ok(warm);
+    if warm.fleet_version != stored.version {
+        let fleet = parse_fleet(parameter, &stored.value)?;
+        info!(
+            version = stored.version,
+            "fleet configuration changed; reloaded"
+        );
+        warm.scaler.set_config(fleet);
+        warm.fleet_version = stored.version;
     }
-    let fleet = parse_fleet(parameter, &stored.value)?;
+    Ok(warm)
+}
+
+/// A cold start's preparation: the fleet configuration and the credentials, read at once.
+async fn cold_prepare(deps: &Deps) -> Result<Warm, ScalerError> {
+    let parameter = &deps.config.fleet_parameter;
     let secrets_client = aws_sdk_secretsmanager::Client::new(&deps.sdk);
-    let credentials = jenkins_credentials(
-        &secrets_client,
-        &deps.config.jenkins_secret,
-        &deps.config.jenkins_user,
-    )
-    .await?;
+    let (stored, credentials) = tokio::join!(
+        deps.params.get(parameter),
+        jenkins_credentials(
+            &secrets_client,
+            &deps.config.jenkins_secret,
+            &deps.config.jenkins_user,
+        )
+    );
+    let stored = stored?.ok_or_else(|| ScalerError::FleetConfigMissing(parameter.clone()))?;
+    let fleet = parse_fleet(parameter, &stored.value)?;
+    let credentials = credentials?;
     let template = LaunchTemplateRef {
         id: fleet.launch_template.id.clone(),
         version: fleet.launch_template.version.clone(),

@@ -16,6 +16,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+use futures_util::future::join_all;
 use tracing::{info, warn};
 
 use crate::adapters::aws::ec2::{AgentInstance, AgentState, LaunchSpec};
@@ -283,9 +284,12 @@ impl<J: Jenkins, F: Fleet, S: Secrets, L: LaunchJournal> Scaler<J, F, S, L> {
         );
         instances.sort_by(|a, b| a.id.cmp(&b.id));
 
+        // The masters are read at once (a tick's latency does not grow with their number);
+        // their answers are taken in order.
+        let reads = join_all(self.masters.iter().map(|m| read_master(&m.jenkins))).await;
         let mut masters = Vec::with_capacity(self.masters.len());
-        for master in &self.masters {
-            let view = match read_master(&master.jenkins).await {
+        for (master, read) in self.masters.iter().zip(reads) {
+            let view = match read {
                 Ok((queue, computers)) => Some(view_of(
                     &mut self.idle_since,
                     &master.name,
@@ -1534,5 +1538,85 @@ mod tests {
         // The same item still waiting, with its agent busy on another build, is.
         let waiting = Handover::steady(Some((docker_queue(now - 5_000, false), agent_node(false))));
         assert_eq!(plan_of(waiting, now).await.launches.len(), 1);
+    }
+
+    /// A master that answers its nodes only once every other master has asked too (it gives
+    /// up after 5 s with a 503): a tick that reads masters one after the other finds them all
+    /// unreadable.
+    struct Meeting {
+        others: std::sync::Arc<tokio::sync::Barrier>,
+        master: Handover,
+    }
+
+    impl Jenkins for Meeting {
+        async fn queue(&self) -> Result<Queue, JenkinsError> {
+            self.master.queue().await
+        }
+        async fn computers(&self) -> Result<ComputerSet, JenkinsError> {
+            let met =
+                tokio::time::timeout(std::time::Duration::from_secs(5), self.others.wait()).await;
+            if met.is_err() {
+                return Err(JenkinsError::Status {
+                    url: "http://master/computer/api/json".to_string(),
+                    status: 503,
+                    snippet: "the other masters were not read at the same time".to_string(),
+                });
+            }
+            self.master.computers().await
+        }
+        async fn create_inbound_agent(&self, agent: &NewAgent<'_>) -> Result<(), JenkinsError> {
+            self.master.create_inbound_agent(agent).await
+        }
+        async fn agent_secret(&self, node: &str) -> Result<String, JenkinsError> {
+            self.master.agent_secret(node).await
+        }
+        async fn toggle_offline(&self, node: &str, why: &str) -> Result<(), JenkinsError> {
+            self.master.toggle_offline(node, why).await
+        }
+        async fn delete_node(&self, node: &str) -> Result<(), JenkinsError> {
+            self.master.delete_node(node).await
+        }
+    }
+
+    /// A tick reads its masters at once, so its length does not grow with their number; their
+    /// answers still count each for its own master.
+    #[tokio::test]
+    async fn a_tick_reads_every_master_at_once() {
+        let now = 10 * REMEMBER_LAUNCH_MS;
+        let names = ["master-a", "master-b", "master-c"];
+        let others = std::sync::Arc::new(tokio::sync::Barrier::new(names.len()));
+        let masters = names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| MasterEndpoint {
+                name: name.to_string(),
+                url: format!("http://10.0.0.{i}:8080/"),
+                jenkins: Meeting {
+                    others: others.clone(),
+                    // Only master-b has a build waiting.
+                    master: Handover::steady(Some((
+                        if i == 1 {
+                            docker_queue(now - 5_000, false)
+                        } else {
+                            Queue::default()
+                        },
+                        computers(Vec::new()),
+                    ))),
+                },
+            })
+            .collect();
+        let fleet = Listings(std::sync::Mutex::new([Vec::new()].into()));
+        let journal = MemoryJournal::default();
+        let config = fleet_config(4, &names, vec![docker_template()]);
+        let mut scaler = Scaler::new(masters, fleet, Untouched, &journal, config, false);
+        let report = scaler.observe_only(now).await;
+        assert!(report.unreadable_masters.is_empty(), "{:?}", report.errors);
+        let launches: Vec<&str> = report
+            .plan
+            .launches
+            .iter()
+            .map(|l| l.master.as_str())
+            .collect();
+        assert_eq!(launches, vec!["master-b"]);
     }
 }
