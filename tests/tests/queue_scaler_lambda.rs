@@ -277,6 +277,35 @@ async fn a_missing_fleet_configuration_is_a_clear_error_and_no_action() {
     setup.booter.shutdown().await;
 }
 
+/// A warm process that cannot read the fleet configuration once fails that invocation and
+/// keeps what it knows (credentials, idle times, recent launches) for the next one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_configuration_read_keeps_the_warm_state() {
+    let setup = setup(true).await;
+    let lambdas = LambdaFarm::start(&[scaler_spec(&setup, "1ms", &[])])
+        .await
+        .expect("lambda");
+    let event = schedule_event();
+    let invoke = || lambdas.invoke("queue-scaler", &event);
+    assert!(matches!(invoke().await.expect("invoke"), Invocation::Ok(_)));
+    setup
+        .proxy
+        .add_rule(FaultRule::on("GetParameter", AwsFault::ServerError));
+    match invoke().await.expect("invoke") {
+        Invocation::Failed { error_type, .. } => assert_eq!(error_type, "AwsError"),
+        other => panic!("expected a failure, got {other:?}"),
+    }
+    setup.proxy.clear_rules();
+    assert!(matches!(invoke().await.expect("invoke"), Invocation::Ok(_)));
+    let requests = setup.proxy.stats().requests;
+    assert_eq!(
+        requests.get("GetSecretValue"),
+        Some(&1),
+        "credentials read once, at the cold start: {requests:?}"
+    );
+    setup.booter.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_lease_admits_one_owner_until_it_expires_or_is_released() {
     let moto = MotoServer::start().expect("moto");
