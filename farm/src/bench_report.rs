@@ -268,8 +268,9 @@ pub fn render(rows: &[Row]) -> String {
     out
 }
 
-/// Reads the run's outputs and prints the table. A missing output fails; a missed goal is
-/// shown in its row, not an error (the bench measures, the tests judge behaviour).
+/// Reads the run's outputs, prints the table and keeps it in `report.txt` beside them. A
+/// missing output fails; a missed goal is shown in its row, not an error (the bench measures,
+/// the tests judge behaviour).
 pub fn run_cli(options: BenchReportOptions) -> ExitCode {
     let target = options
         .target_dir
@@ -285,8 +286,17 @@ pub fn run_cli(options: BenchReportOptions) -> ExitCode {
     })();
     match rows {
         Ok(rows) => {
-            println!("\nlongshore bench: every figure of this run, against its goal or its peer");
-            print!("{}", render(&rows));
+            let table = format!(
+                "longshore bench: every figure of this run, against its goal or its peer\n{}",
+                render(&rows)
+            );
+            println!("\n{table}");
+            let kept = options.out.join("report.txt");
+            if let Err(err) = std::fs::write(&kept, &table) {
+                eprintln!("bench-report: {}: {err}", kept.display());
+                return ExitCode::FAILURE;
+            }
+            println!("(also in {})", kept.display());
             ExitCode::SUCCESS
         }
         Err(err) => {
