@@ -679,12 +679,16 @@ async fn invoke_on_schedule(lambdas: Arc<LambdaFarm>, period: Duration) {
         }
     };
     let mut schedule = tokio::time::interval(period);
+    // Invocations in flight end with this task: aborted at the end of the run, it takes them
+    // along instead of leaving them to fail against a farm being taken down.
+    let mut in_flight = tokio::task::JoinSet::new();
     loop {
         schedule.tick().await;
+        while in_flight.try_join_next().is_some() {}
         let lambdas = lambdas.clone();
         let event = event.clone();
         // Invocations may overlap, as on AWS; the scaler's lease sorts them out.
-        tokio::spawn(async move {
+        in_flight.spawn(async move {
             match lambdas.invoke("queue-scaler", &event).await {
                 Ok(Invocation::Ok(_)) => {}
                 Ok(Invocation::Failed {
