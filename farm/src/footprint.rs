@@ -45,7 +45,7 @@ pub struct FootprintOptions {
     /// The build profile whose binaries are measured (`target/<profile>/<function>`).
     #[arg(long, default_value = "release")]
     pub profile: String,
-    /// Where lambda.json goes.
+    /// Where lambda.json and the functions' logs go.
     #[arg(long, default_value = "out/bench")]
     pub out: PathBuf,
 }
@@ -67,6 +67,9 @@ pub struct Footprint {
     pub answer: String,
     /// Both invocations answered without an error.
     pub ok: bool,
+    /// The process's log lines (written beside lambda.json, `<function>.log`).
+    #[serde(skip)]
+    pub log: String,
 }
 
 /// Why the measurement could not be made.
@@ -230,6 +233,7 @@ async fn measure_one(
         .ok_or_else(|| failed("no process".into()))?;
     let ms = |d: Option<Duration>| d.map_or(0.0, |d| d.as_secs_f64() * 1000.0);
     Ok(Footprint {
+        log: farm.logs(&function),
         init_ms: ms(farm.ready_after(&function)),
         cold_start_ms: ms(farm.cold_start(&function)),
         warm_invocation_ms: ms(Some(warm)),
@@ -342,6 +346,11 @@ fn write_json(dir: &Path, rows: &[Footprint]) -> Result<(), String> {
     std::fs::create_dir_all(dir)
         .and_then(|()| std::fs::write(&path, text))
         .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-    println!("wrote {}", path.display());
+    for row in rows {
+        let log = dir.join(format!("{}.log", row.function));
+        std::fs::write(&log, &row.log)
+            .map_err(|e| format!("cannot write {}: {e}", log.display()))?;
+    }
+    println!("wrote {} and each function's log beside it", path.display());
     Ok(())
 }
